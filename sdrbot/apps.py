@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SdrbotConfig(AppConfig):
+    name = "sdrbot"
+    verbose_name = "sdrbot"

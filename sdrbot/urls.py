@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from sdrbot.health import healthz
+
+admin.site.site_header = "sdrbot administration"
+admin.site.site_title = "sdrbot"
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/knowledge/search/", permanent=False)),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("knowledge/", include("knowledge.urls")),
+]
