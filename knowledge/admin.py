@@ -62,6 +62,9 @@ class DocumentAdmin(admin.ModelAdmin):
     def stale(self, obj: Document) -> bool:
         return obj.is_stale
 
+    def has_add_permission(self, request) -> bool:
+        return False  # documents enter through a sync (kb_ingest), which chunks and embeds them
+
 
 @admin.register(Chunk)
 class ChunkAdmin(admin.ModelAdmin):
