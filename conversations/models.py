@@ -1,1 +1,122 @@
-"""Models arrive with their issue; the app exists now so the layout is the design card's."""
+"""Customers, categories, tickets and messages. State changes go through conversations.services."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Customer(models.Model):
+    name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True)
+    external_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["external_id"], condition=~Q(external_id=""), name="customer_unique_external_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.email or self.external_id or f"customer {self.pk}"
+
+
+class Category(models.Model):
+    """A ticket category: the unit of routing, prompts and (later) rollout gates."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Ticket(models.Model):
+    """A conversation with one customer. Status follows ARCHITECTURE.md:
+    new → drafting → awaiting_agent | auto_replied → resolved; reopened when the customer writes again."""
+
+    class Status(models.TextChoices):
+        NEW = "new"
+        DRAFTING = "drafting"
+        AWAITING_AGENT = "awaiting_agent"
+        AUTO_REPLIED = "auto_replied"
+        RESOLVED = "resolved"
+        REOPENED = "reopened"
+
+    class Channel(models.TextChoices):
+        WIDGET = "widget"
+        EMAIL = "email"
+        API = "api"
+        IMPORT = "import"
+        ADMIN = "admin"
+
+    class Split(models.TextChoices):
+        NONE = "", "live"
+        TRAIN = "train"
+        TEST = "test"
+
+    subject = models.CharField(max_length=300, blank=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.API)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW, db_index=True)
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
+    intent = models.CharField(max_length=100, blank=True)
+    # who set the category: "" unknown, "import", "classifier", "agent", "channel"
+    category_source = models.CharField(max_length=16, blank=True)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="tickets")
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="assigned_tickets")
+    thread_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    external_id = models.CharField(max_length=255, blank=True)
+    split = models.CharField(max_length=8, choices=Split.choices, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    last_customer_message_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "external_id"], condition=~Q(external_id=""),
+                                    name="ticket_unique_external_id"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "last_customer_message_at"]),
+            models.Index(fields=["category", "status"]),
+            models.Index(fields=["split", "category"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.subject or f"ticket {self.pk}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        CUSTOMER = "customer"
+        AGENT = "agent"
+        BOT = "bot"
+        INTERNAL_NOTE = "internal_note"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    body = models.TextField()
+    turn_index = models.PositiveIntegerField()
+    author_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    external_id = models.CharField(max_length=255, blank=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["ticket", "turn_index"], name="message_unique_turn")]
+        ordering = ["ticket_id", "turn_index"]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.turn_index} of ticket {self.ticket_id}"

@@ -1,1 +1,116 @@
-"""Models arrive with their issue; the app exists now so the layout is the design card's."""
+"""Drafts, prompt versions and the trained classifiers of the drafting pipeline."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class PromptVersion(models.Model):
+    """A versioned system prompt. Rows are never edited once used; a new version is a new row. At most one row is
+    active per category, and at most one default (category NULL) is active."""
+
+    name = models.CharField(max_length=100, default="support-reply")
+    version = models.PositiveIntegerField()
+    category = models.ForeignKey("conversations.Category", null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="prompt_versions")
+    system_prompt = models.TextField()
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name", "category", "version"], name="prompt_unique_version"),
+            models.UniqueConstraint(fields=["category"], condition=Q(is_active=True, category__isnull=False),
+                                    name="prompt_one_active_per_category"),
+            models.UniqueConstraint(fields=["name"], condition=Q(is_active=True, category__isnull=True),
+                                    name="prompt_one_active_default"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}" + (f" ({self.category})" if self.category_id else "")
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@v{self.version}" + (f"/{self.category.slug}" if self.category_id else "")
+
+
+class Draft(models.Model):
+    """A proposed reply to one inbound customer message. Status: pending → ready | failed, then sent or discarded.
+    One live (not discarded) draft per message."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        READY = "ready"
+        FAILED = "failed"
+        SENT = "sent"
+        DISCARDED = "discarded"
+
+    class Generator(models.TextChoices):
+        OFFLINE = "offline", "Offline grounded responder"
+        OPENAI = "openai", "OpenAI-compatible model"
+
+    ticket = models.ForeignKey("conversations.Ticket", on_delete=models.CASCADE, related_name="drafts")
+    message = models.ForeignKey("conversations.Message", on_delete=models.CASCADE, related_name="drafts")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
+    body = models.TextField(blank=True)
+    generator = models.CharField(max_length=12, choices=Generator.choices, blank=True)
+    strategy = models.CharField(max_length=32, blank=True)  # offline: adapt_resolved | compose | abstain; llm
+    model = models.CharField(max_length=100, blank=True)
+    prompt_version = models.ForeignKey(PromptVersion, null=True, blank=True, on_delete=models.PROTECT)
+    citations = models.JSONField(default=list, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    needs_human = models.BooleanField(default=False)
+    abstain_reason = models.CharField(max_length=200, blank=True)
+    grounding_score = models.FloatField(null=True, blank=True)
+    flags = models.JSONField(default=list, blank=True)
+    predicted_category = models.ForeignKey("conversations.Category", null=True, blank=True, on_delete=models.SET_NULL,
+                                           related_name="+")
+    category_confidence = models.FloatField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=10, decimal_places=6, default=0)
+    latency_ms = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # set when a worker claims the draft; another claim waits until the lease expires (a crashed worker's claim)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    trace = models.ForeignKey("sdrbot.Trace", null=True, blank=True, on_delete=models.SET_NULL, related_name="drafts")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message"], condition=~Q(status="discarded"), name="draft_one_live_per_message"),
+        ]
+        indexes = [models.Index(fields=["ticket", "status"])]
+
+    def __str__(self) -> str:
+        return f"draft {self.pk} ({self.status}) for ticket {self.ticket_id}"
+
+    @property
+    def generator_label(self) -> str:
+        return "Offline responder" if self.generator == self.Generator.OFFLINE else (self.model or "model")
+
+
+class ClassifierModel(models.Model):
+    """A trained text classifier (multinomial logistic regression on sentence embeddings, temperature-calibrated),
+    stored as JSON weights so every process loads the same model from the database."""
+
+    target = models.CharField(max_length=32)  # category | intent
+    embedding_model = models.CharField(max_length=100)
+    labels = models.JSONField()
+    coef = models.JSONField()  # [n_labels][dims]
+    intercept = models.JSONField()  # [n_labels]
+    temperature = models.FloatField(default=1.0)
+    metrics = models.JSONField(default=dict, blank=True)
+    trained_on = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["target"], condition=Q(is_active=True), name="classifier_one_active")]

@@ -76,6 +76,9 @@ TEMPLATES = [
 # --- data stores -------------------------------------------------------------------------------------------------
 DATABASE_URL = env.str("DATABASE_URL", default="") or devservices.postgres_url()
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+# django-environ leaves a unix-socket directory (…?host=/path) in OPTIONS; Django and psql expect it in HOST.
+if not DATABASES["default"].get("HOST") and "host" in DATABASES["default"].get("OPTIONS", {}):
+    DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -125,6 +128,22 @@ OPENAI_EMBEDDING_MODEL = env.str("OPENAI_EMBEDDING_MODEL", default="text-embeddi
 EMBEDDING_DIMENSIONS = env.int("EMBEDDING_DIMENSIONS", default=384)
 EMBEDDING_BATCH_SIZE = env.int("EMBEDDING_BATCH_SIZE", default=32)
 EMBEDDING_THREADS = env.int("EMBEDDING_THREADS", default=0)  # 0 = onnxruntime's default (all cores)
+
+OPENAI_CHAT_MODEL = env.str("OPENAI_CHAT_MODEL", default="gpt-4o-mini")
+# price per million tokens, for the cost estimate stored on each draft (defaults: gpt-4o-mini list prices)
+OPENAI_PRICE_INPUT_PER_MTOK = env.float("OPENAI_PRICE_INPUT_PER_MTOK", default=0.15)
+OPENAI_PRICE_OUTPUT_PER_MTOK = env.float("OPENAI_PRICE_OUTPUT_PER_MTOK", default=0.60)
+RETRY_MAX_ATTEMPTS = env.int("RETRY_MAX_ATTEMPTS", default=3)
+RETRY_BASE_SECONDS = env.float("RETRY_BASE_SECONDS", default=0.5)
+RETRY_MAX_SECONDS = env.float("RETRY_MAX_SECONDS", default=8.0)
+
+# --- drafting ---
+CLASSIFIER_MIN_CONFIDENCE = env.float("CLASSIFIER_MIN_CONFIDENCE", default=0.5)
+# offline responder: reuse the reply of a resolved ticket at or above this cosine similarity (same category)
+RESPONDER_ADAPT_MIN_SIMILARITY = env.float("RESPONDER_ADAPT_MIN_SIMILARITY", default=0.80)
+# offline responder: abstain (needs human) when the best passage is below this cosine similarity
+RESPONDER_MIN_SIMILARITY = env.float("RESPONDER_MIN_SIMILARITY", default=0.45)
+GROUNDING_SUPPORT_THRESHOLD = env.float("GROUNDING_SUPPORT_THRESHOLD", default=0.5)
 
 # --- knowledge base ----------------------------------------------------------------------------------------------
 KB_CHUNK_TARGET_TOKENS = env.int("KB_CHUNK_TARGET_TOKENS", default=200)

@@ -12,3 +12,13 @@ def ping(payload: str) -> dict[str, str]:
     from celery import current_task
 
     return {"echo": payload, "worker": str(current_task.request.hostname)}
+
+
+@shared_task(name="sdrbot.export_trace", time_limit=60, soft_time_limit=45, max_retries=5,
+             autoretry_for=(ConnectionError, TimeoutError), retry_backoff=True, retry_jitter=True)
+def export_trace(trace_id: str) -> str:
+    """Send one trace (its spans and scores) to Langfuse. Runs apart from drafting: a slow or missing Langfuse
+    delays nothing. Returns quietly when the trace is gone or Langfuse is not configured."""
+    from sdrbot import langfuse_export
+
+    return langfuse_export.export_trace(trace_id)

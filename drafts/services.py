@@ -1,0 +1,250 @@
+"""The drafting pipeline: classify → retrieve → generate → check → store, one span each on the turn's trace.
+
+:func:`draft_compose` thinks (no writes except the trace it is given); :func:`draft_generate` claims a pending
+draft, composes, and stores the outcome — safe to run twice: a second run finds the draft claimed or no longer
+pending and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from conversations.models import Category, Message, Ticket
+from drafts import classifier, llm, responder
+from drafts.grounding import grounding_check
+from drafts.models import Draft
+from knowledge.models import KnowledgeSource
+from knowledge.selectors import Hit, search
+from sdrbot.embeddings import get_embedder
+from sdrbot.retry import attempts, transient_db_error
+from sdrbot.tracing import SpanCollector, TraceRecorder, format_exception
+
+log = logging.getLogger(__name__)
+
+KB_KINDS = [KnowledgeSource.Kind.DOCS, KnowledgeSource.Kind.HELP_CENTER, KnowledgeSource.Kind.OTHER]
+RETRIEVAL_QUERY_CHARS = 2000  # longer messages are searched by their beginning (the model reads 256 tokens anyway)
+KB_K = 5
+TICKETS_K = 5
+
+# Instructions aimed at the assistant inside customer or document text (OWASP LLM01 prompt-injection patterns).
+_INJECTION = re.compile(
+    r"\b(ignore|disregard|forget)\b.{0,40}\b(instructions?|rules|prompt|above|previous)\b"
+    r"|\b(system|developer)\s+prompt\b|\byou\s+are\s+now\b|\bact\s+as\b.{0,30}\b(admin|developer|system)\b"
+    r"|\b(refund|credit|compensate)\s+(everyone|all\s+customers|every\s+customer)\b"
+    r"|\bset\s+(my|the)\s+\w+\s+to\b|\bnew\s+instructions?\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def injection_found(text: str) -> bool:
+    return bool(_INJECTION.search(text or ""))
+
+
+@dataclass
+class DraftOutcome:
+    body: str
+    generator: str
+    strategy: str
+    model: str
+    prompt_version_id: int | None
+    citations: list[dict]
+    confidence: float
+    needs_human: bool
+    abstain_reason: str
+    grounding_score: float | None
+    flags: list[str]
+    category: Category | None
+    category_confidence: float | None
+    intent: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: Decimal = Decimal("0")
+    llm_attempts: int = 0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _category_by_slug(slug: str) -> Category | None:
+    return Category.objects.filter(slug=slug).first()
+
+
+def draft_compose(*, message: str, history: Sequence[tuple[str, str]] = (), category: Category | None = None,
+                  recorder: SpanCollector | None = None, force_offline: bool = False) -> DraftOutcome:
+    """Run classify → retrieve → generate → check for one customer message and return the outcome (nothing is
+    stored but the recorder's spans; pass a plain :class:`SpanCollector` to store nothing at all). ``history`` is
+    the earlier turns as (role, body). Raises the model's error when a configured chat model fails after its
+    retries."""
+    recorder = recorder if recorder is not None else SpanCollector()
+    steps = recorder.span
+    query = message[:RETRIEVAL_QUERY_CHARS]
+    flags: list[str] = []
+    if injection_found(message):
+        flags.append("prompt_injection")
+
+    with steps("classify", "classify", input={"message": query, "given_category": category.slug if category else None}) as s:
+        embedding = get_embedder().embed([query])[0]
+        category_confidence = None
+        pred = None
+        if category is None:
+            pred = classifier.classify(embedding, target="category")
+            if pred is not None and pred.confidence >= settings.CLASSIFIER_MIN_CONFIDENCE:
+                category = _category_by_slug(pred.label)
+            category_confidence = pred.confidence if pred else None
+        intent_pred = classifier.classify(embedding, target="intent")
+        intent = intent_pred.label if intent_pred and intent_pred.confidence >= settings.CLASSIFIER_MIN_CONFIDENCE else ""
+        s.output = {"category": category.slug if category else None, "prediction": pred.top if pred else None,
+                    "intent": intent, "intent_prediction": intent_pred.top if intent_pred else None}
+
+    with steps("retrieve", "retrieve", input={"query": query}) as s:
+        ticket_filters: dict[str, Any] = {"kind": KnowledgeSource.Kind.RESOLVED_TICKETS}
+        if category is not None:
+            ticket_filters["metadata"] = {"category": category.slug}
+        for attempt in attempts(transient_db_error):
+            with attempt:
+                kb = search(query, k=KB_K, mode="hybrid", filters={"kind": KB_KINDS}, query_embedding=embedding)
+                tickets = search(query, k=TICKETS_K, mode="vector", filters=ticket_filters, query_embedding=embedding)
+        s.output = {"knowledge_base": kb.as_dict(), "resolved_tickets": tickets.as_dict()}
+
+    kb_hits: list[Hit] = kb.hits
+    ticket_hits: list[Hit] = tickets.hits
+    if any(injection_found(h.text) for h in kb_hits):
+        flags.append("instructions_in_retrieved_text")
+
+    prompt = llm.prompt_active(category.pk if category else None) if llm.llm_enabled() and not force_offline else None
+    with steps("generate", "generate", input={"generator": "openai" if prompt else "offline"}) as s:
+        outcome_fields: dict[str, Any]
+        if prompt is not None:
+            try:
+                reply = llm.llm_generate(prompt=prompt, message=message, history=history, kb_hits=kb_hits,
+                                         ticket_hits=ticket_hits, recorder=recorder, parent=s)
+            except llm.MalformedOutput as exc:
+                flags.append("llm_output_invalid")
+                s.metadata["fallback"] = f"offline responder: {exc}"
+                prompt = None
+            else:
+                by_id = {h.chunk_id: h for h in [*kb_hits, *ticket_hits]}
+                cited = [by_id[i] for i in reply.cited_chunk_ids if i in by_id]
+                flags.extend(reply.flags)
+                outcome_fields = dict(
+                    body=reply.reply, generator=Draft.Generator.OPENAI, strategy="llm", model=reply.model,
+                    citations=[responder.citation(h, n) for n, h in enumerate(cited, start=1)],
+                    confidence=reply.confidence, needs_human=reply.needs_human,
+                    abstain_reason="the model asked for a human" if reply.needs_human else "",
+                    prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                    cost_usd=reply.cost_usd, llm_attempts=reply.attempts,
+                )
+                used = [h.text for h in kb_hits] + [f"{h.text}\n{h.metadata.get('reply', '')}" for h in ticket_hits]
+        if prompt is None:
+            r = responder.respond(message=message, category_slug=category.slug if category else None,
+                                  kb_hits=kb_hits, ticket_hits=ticket_hits)
+            outcome_fields = dict(
+                body=r.body, generator=Draft.Generator.OFFLINE, strategy=r.strategy, model="offline-grounded-responder",
+                citations=r.citations, confidence=r.confidence, needs_human=r.needs_human,
+                abstain_reason=r.abstain_reason,
+            )
+            used = r.used_passages
+        s.output = {k: v for k, v in outcome_fields.items() if k not in {"cost_usd"}}
+
+    with steps("check", "check") as s:
+        # an abstention's holding reply claims nothing, so it has no grounding score
+        g = grounding_check("" if outcome_fields["strategy"] == "abstain" else outcome_fields["body"], used)
+        if "prompt_injection" in flags and not outcome_fields["needs_human"]:
+            outcome_fields["needs_human"] = True
+            outcome_fields["abstain_reason"] = outcome_fields["abstain_reason"] or "the message contains instructions to the assistant"
+        s.output = {"grounding_score": g.score, "supported": g.supported, "counted": g.counted,
+                    "unsupported": g.unsupported[:5], "flags": flags,
+                    "cited_sources": [c["external_id"] for c in outcome_fields["citations"]]}
+
+    return DraftOutcome(
+        prompt_version_id=prompt.pk if prompt is not None else None, grounding_score=g.score, flags=flags,
+        category=category, category_confidence=category_confidence, intent=intent,
+        latency_ms=recorder.step_latency_ms(),
+        **outcome_fields,
+    )
+
+
+def _history(ticket: Ticket, before_turn: int) -> list[tuple[str, str]]:
+    return list(
+        Message.objects.filter(ticket=ticket, turn_index__lt=before_turn)
+        .exclude(role=Message.Role.INTERNAL_NOTE).order_by("turn_index").values_list("role", "body")
+    )
+
+
+def draft_generate(*, draft_id: int) -> Draft | None:
+    """Claim a pending draft and produce it. Returns the draft, or None when there was nothing to do (gone,
+    no longer pending, or claimed by another worker whose lease has not expired). A failure after the retries
+    marks the draft ``failed`` with its error; the ticket then waits for a human like any other."""
+    now = timezone.now()
+    lease_expired = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
+    claimed = (
+        Draft.objects.filter(pk=draft_id, status=Draft.Status.PENDING)
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=lease_expired))
+        .update(claimed_at=now, attempts=F("attempts") + 1, updated_at=now)
+    )
+    if claimed != 1:
+        return None
+    draft = Draft.objects.select_related("ticket__category", "message").get(pk=draft_id)
+    ticket, message = draft.ticket, draft.message
+    Ticket.objects.filter(pk=ticket.pk).exclude(status=Ticket.Status.RESOLVED).update(status=Ticket.Status.DRAFTING,
+                                                                                   updated_at=now)
+    recorder = TraceRecorder.start(
+        name="draft", thread_id=str(ticket.thread_id), turn_id=str(message.turn_index), ticket_id=ticket.pk,
+        input={"message": message.body},
+        metadata={"channel": ticket.channel, "category": ticket.category.slug if ticket.category else None,
+                  "ticket_id": ticket.pk, "message_id": message.pk, "draft_id": draft.pk},
+    )
+    try:
+        outcome = draft_compose(message=message.body, history=_history(ticket, message.turn_index),
+                                category=ticket.category, recorder=recorder)
+    except Exception as exc:  # the model failed after its retries, or a bug: the draft must not stay pending
+        log.warning("draft %s failed: %s", draft_id, type(exc).__name__)
+        with transaction.atomic():
+            Draft.objects.filter(pk=draft_id, status=Draft.Status.PENDING, claimed_at=now).update(
+                status=Draft.Status.FAILED, error=format_exception(exc), trace=recorder.trace, updated_at=timezone.now())
+            Ticket.objects.filter(pk=ticket.pk, status=Ticket.Status.DRAFTING).update(
+                status=Ticket.Status.AWAITING_AGENT, updated_at=timezone.now())
+            recorder.finish(status="error", output={"error": format_exception(exc)})
+        draft.refresh_from_db()
+        return draft
+
+    with transaction.atomic():
+        with recorder.span("store", "store") as s:
+            fields = dict(
+                status=Draft.Status.READY, body=outcome.body, generator=outcome.generator, strategy=outcome.strategy,
+                model=outcome.model, prompt_version_id=outcome.prompt_version_id, citations=outcome.citations,
+                confidence=outcome.confidence, needs_human=outcome.needs_human,
+                abstain_reason=outcome.abstain_reason[:200], grounding_score=outcome.grounding_score,
+                flags=outcome.flags, predicted_category=outcome.category if ticket.category_id is None else None,
+                category_confidence=outcome.category_confidence, prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens, cost_usd=outcome.cost_usd, latency_ms=outcome.latency_ms,
+                trace=recorder.trace, error="", updated_at=timezone.now(),
+            )
+            stored = Draft.objects.filter(pk=draft_id, status=Draft.Status.PENDING, claimed_at=now).update(**fields)
+            if stored == 1:
+                ticket_fields: dict[str, Any] = {"status": Ticket.Status.AWAITING_AGENT, "updated_at": timezone.now()}
+                Ticket.objects.filter(pk=ticket.pk, status=Ticket.Status.DRAFTING).update(**ticket_fields)
+                if ticket.category_id is None and outcome.category is not None:
+                    Ticket.objects.filter(pk=ticket.pk, category__isnull=True).update(
+                        category=outcome.category, category_source="classifier")
+                if outcome.intent and not ticket.intent:
+                    Ticket.objects.filter(pk=ticket.pk, intent="").update(intent=outcome.intent)
+            s.output = {"stored": stored == 1, "draft_id": draft_id}
+        recorder.finish(
+            status="ok" if stored == 1 else "error",
+            output={"body": outcome.body, "needs_human": outcome.needs_human, "stored": stored == 1},
+            metadata={"category": outcome.category.slug if outcome.category else None, "model": outcome.model,
+                      "prompt_version": outcome.prompt_version_id, "generator": outcome.generator,
+                      "strategy": outcome.strategy},
+        )
+    draft.refresh_from_db()
+    return draft

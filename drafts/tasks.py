@@ -1,0 +1,16 @@
+"""Celery tasks of the drafting pipeline (thin: ids in, one service call)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+
+@shared_task(name="drafts.draft_generate", time_limit=settings.CELERY_TASK_TIME_LIMIT,
+             soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT, acks_late=True)
+def draft_generate(draft_id: int) -> str:
+    """Produce one pending draft. Safe to run twice (the service claims the draft); returns the outcome."""
+    from drafts import services
+
+    draft = services.draft_generate(draft_id=draft_id)
+    return "skipped" if draft is None else draft.status
