@@ -32,6 +32,12 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _logits(clf, x: np.ndarray) -> np.ndarray:
+    """Per-class logits; a binary model's single decision value d is the softmax pair (0, d)."""
+    d = clf.decision_function(x)
+    return np.column_stack([np.zeros_like(d), d]) if d.ndim == 1 else d
+
+
 def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """The temperature minimising the negative log-likelihood of held-out labels (grid search, 0.05–5)."""
     best, best_nll = 1.0, np.inf
@@ -73,8 +79,8 @@ def classifier_train(*, texts: Sequence[str], labels: Sequence[str], target: str
     x_fit, x_cal, y_fit, y_cal = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
     clf = LogisticRegression(C=c, max_iter=2000)
     clf.fit(x_fit, y_fit)
-    temperature = _fit_temperature(clf.decision_function(x_cal), y_cal)
-    probs = _softmax(clf.decision_function(x_cal) / temperature)
+    temperature = _fit_temperature(_logits(clf, x_cal), y_cal)
+    probs = _softmax(_logits(clf, x_cal) / temperature)
     pred = probs.argmax(axis=1)
     metrics = {
         "heldout_accuracy": round(float((pred == y_cal).mean()), 4),

@@ -102,7 +102,11 @@ def parse_markdown(text: str, *, plain_headings: bool = True) -> list[Block]:
             para.append(line)
         i += 1
     flush_para(), flush_items()
-    return [b for b in blocks if b.text.strip()]
+    blocks = [b for b in blocks if b.text.strip()]
+    if blocks and all(b.kind == "heading" for b in blocks):
+        # a text that is only short lines (a one-line question, a title) is content, not structure
+        blocks = [Block("paragraph", b.text) for b in blocks]
+    return blocks
 
 
 _HTML_BLOCK_TAGS = {"p", "li", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "td", "th", "dt", "dd", "blockquote"}

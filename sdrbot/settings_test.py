@@ -1,6 +1,8 @@
 """Settings for the test suite: the normal settings, with the embedded Redis's database 9 (unless ``REDIS_URL``
 is set) so that tests and their Celery worker never share a queue with a running demo."""
 
+import os
+
 from sdrbot.settings import *  # noqa: F403
 from sdrbot.settings import env
 from sdrbot import devservices
@@ -9,4 +11,6 @@ SDRBOT_ENV = "test"
 REDIS_URL = env.str("REDIS_URL", default="") or devservices.redis_url(db=9)
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
 CELERY_BROKER_URL = CELERY_RESULT_BACKEND = REDIS_URL
+# one test database per pytest process, so parallel runs on one machine never drop each other's database
+DATABASES["default"]["TEST"] = {"NAME": f"test_sdrbot_{os.getpid()}"}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests; never in production

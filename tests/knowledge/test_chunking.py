@@ -90,3 +90,10 @@ def test_html_drops_scripts_and_keeps_structure() -> None:
 def test_bad_sizes_raise() -> None:
     with pytest.raises(ValueError, match="overlap_tokens"):
         chunk_blocks([], target_tokens=10, overlap_tokens=10, count_tokens=lambda t: [1] * len(t))
+
+
+def test_a_one_line_document_is_content_not_a_heading(count) -> None:
+    blocks = parse_markdown("I want to cancel my order 1234567")
+    assert blocks == [Block("paragraph", "I want to cancel my order 1234567")]
+    chunks = chunk_blocks(blocks, target_tokens=50, overlap_tokens=5, count_tokens=count)
+    assert [c.text for c in chunks] == ["I want to cancel my order 1234567"]
