@@ -79,10 +79,12 @@ def _category_by_slug(slug: str) -> Category | None:
 
 
 def draft_compose(*, message: str, history: Sequence[tuple[str, str]] = (), category: Category | None = None,
-                  recorder: SpanCollector | None = None, force_offline: bool = False) -> DraftOutcome:
+                  recorder: SpanCollector | None = None, force_offline: bool = False,
+                  exclude_document_ids: Sequence[int] = ()) -> DraftOutcome:
     """Run classify → retrieve → generate → check for one customer message and return the outcome (nothing is
     stored but the recorder's spans; pass a plain :class:`SpanCollector` to store nothing at all). ``history`` is
-    the earlier turns as (role, body). Raises the model's error when a configured chat model fails after its
+    the earlier turns as (role, body); ``exclude_document_ids`` keeps resolved-ticket documents out of retrieval
+    (a replayed ticket must not find its own reply). Raises the model's error when a configured chat model fails after its
     retries."""
     recorder = recorder if recorder is not None else SpanCollector()
     steps = recorder.span
@@ -109,6 +111,8 @@ def draft_compose(*, message: str, history: Sequence[tuple[str, str]] = (), cate
         ticket_filters: dict[str, Any] = {"kind": KnowledgeSource.Kind.RESOLVED_TICKETS}
         if category is not None:
             ticket_filters["metadata"] = {"category": category.slug}
+        if exclude_document_ids:
+            ticket_filters["exclude_document_ids"] = list(exclude_document_ids)
         for attempt in attempts(transient_db_error):
             with attempt:
                 kb = search(query, k=KB_K, mode="hybrid", filters={"kind": KB_KINDS}, query_embedding=embedding)
