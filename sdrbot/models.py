@@ -72,6 +72,9 @@ class Span(models.Model):
     class Meta:
         ordering = ["started_at"]
 
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name} (attempt {self.attempt})"
+
 
 class Score(models.Model):
     """A named measurement attached to a trace (edit distance, thumbs, grounding, …); ``value`` is numeric,

@@ -159,6 +159,7 @@ KB_FTS_RANK_NORMALIZATION = env.int("KB_FTS_RANK_NORMALIZATION", default=1)  # P
 LANGFUSE_PUBLIC_KEY = env.str("LANGFUSE_PUBLIC_KEY", default="")
 LANGFUSE_SECRET_KEY = env.str("LANGFUSE_SECRET_KEY", default="")
 LANGFUSE_HOST = env.str("LANGFUSE_HOST", default="")
+LANGFUSE_EXPORT_TIMEOUT = env.float("LANGFUSE_EXPORT_TIMEOUT", default=5.0)  # seconds per export call
 
 # --- web ---------------------------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

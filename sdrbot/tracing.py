@@ -126,12 +126,19 @@ class TraceRecorder(SpanCollector):
                  input=clean(s.input), output=clean(s.output), metadata=clean(s.metadata), status=s.status,
                  error=redact(s.error), attempt=s.attempt, started_at=s.started_at, ended_at=s.ended_at,
                  duration_ms=round(s.duration_ms, 3))
-            # parents first so the self-reference resolves within one insert
-            for s in sorted(self.spans, key=lambda s: s.parent is not None)
+            # shallowest first, so every parent row precedes its children in the insert
+            for s in sorted(self.spans, key=_depth)
         ])
         trace.save(update_fields=["status", "output", "metadata", "ended_at", "duration_ms"])
         schedule_export(trace.pk)
         return trace
+
+
+def _depth(span: SpanHandle) -> int:
+    depth, node = 0, span.parent
+    while node is not None:
+        depth, node = depth + 1, node.parent
+    return depth
 
 
 def langfuse_enabled() -> bool:
