@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 KB_KINDS = [KnowledgeSource.Kind.DOCS, KnowledgeSource.Kind.HELP_CENTER, KnowledgeSource.Kind.OTHER]
 RETRIEVAL_QUERY_CHARS = 2000  # longer messages are searched by their beginning (the model reads 256 tokens anyway)
 KB_K = 5
-TICKETS_K = 5
+TICKETS_K = 20  # the consensus reply is chosen among the close ones (responder.consensus_ticket)
 
 # Instructions aimed at the assistant inside customer or document text (OWASP LLM01 prompt-injection patterns).
 _INJECTION = re.compile(
@@ -111,6 +111,8 @@ def draft_compose(*, message: str, history: Sequence[tuple[str, str]] = (), cate
         ticket_filters: dict[str, Any] = {"kind": KnowledgeSource.Kind.RESOLVED_TICKETS}
         if category is not None:
             ticket_filters["metadata"] = {"category": category.slug}
+            if intent:  # a confident intent narrows past tickets to the same request (cancel vs track an order)
+                ticket_filters["metadata"]["intent"] = intent
         if exclude_document_ids:
             ticket_filters["exclude_document_ids"] = list(exclude_document_ids)
         for attempt in attempts(transient_db_error):
