@@ -44,7 +44,8 @@ def _redis() -> dict[str, Any]:
 def _celery() -> dict[str, Any]:
     from sdrbot.celery import app
 
-    replies = app.control.ping(timeout=CELERY_PING_TIMEOUT_S)
+    # limit=1: answer as soon as one worker replies instead of waiting out the timeout for all of them
+    replies = app.control.ping(timeout=CELERY_PING_TIMEOUT_S, limit=1)
     if not replies:
         raise RuntimeError(f"no Celery worker answered a ping within {CELERY_PING_TIMEOUT_S}s")
     return {"workers": sorted(name for reply in replies for name in reply)}

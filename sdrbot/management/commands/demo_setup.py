@@ -1,5 +1,5 @@
-"""``manage.py demo_setup --data ../shared/data``: the demo's data and login, idempotent (a second run changes
-nothing that is already there)."""
+"""``manage.py demo_setup --data ../shared/data``: the demo's data and login. Idempotent: a second run finds what is
+already there (documents by checksum, tickets by external id, classifiers by their training size) and adds nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from conversations.models import Message, Ticket
+
 DEMO_USER = "admin"
+SPLIT_SEED = 7
+LIVE_TICKETS = 24  # held-out questions replayed as new inbound messages, drafted by the worker when the demo starts
 
 
 class Command(BaseCommand):
@@ -18,12 +22,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+        parser.add_argument("--no-live", action="store_true", help="do not queue the live demo tickets")
 
     def handle(self, *args, **opts) -> None:
         data: Path = opts["data"]
-        passages = data / "mtrag-ibmcloud" / "passages.jsonl"
-        if not passages.is_file():
-            raise CommandError(f"{passages}: not found; pass --data with the shared data folder")
+        files = {
+            "passages": data / "mtrag-ibmcloud" / "passages.jsonl",
+            "bitext": data / "bitext-customer-support" / "Bitext_Sample_Customer_Support_Training_Dataset.csv",
+            "twitter": data / "twitter-customer-care-cdp" / "dev.json",
+        }
+        missing = [str(p) for p in files.values() if not p.is_file()]
+        if missing:
+            raise CommandError(f"not found: {', '.join(missing)}; pass --data with the shared data folder")
         password = os.environ.get("DEMO_ADMIN_PASSWORD", "sdrbot-demo")
         User = get_user_model()
         user, created = User.objects.get_or_create(username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True})
@@ -31,13 +41,45 @@ class Command(BaseCommand):
             user.set_password(password)
             user.is_staff = user.is_superuser = True
             user.save()
+        out = {"stdout": self.stdout, "stderr": self.stderr}
+
         self.stdout.write("knowledge base: IBM Cloud docs (MTRAG-UN passages)")
-        call_command(
-            "kb_ingest", str(passages), source="ibm-cloud-docs", format="jsonl", id_field="_id",
-            title_field="page_id", text_field="text", url_field="", kind="docs", refresh_days=30,
-            stdout=self.stdout, stderr=self.stderr,
-        )
+        call_command("kb_ingest", str(files["passages"]), source="ibm-cloud-docs", format="jsonl", id_field="_id",
+                     title_field="page_id", text_field="text", url_field="", kind="docs", refresh_days=30, **out)
+        self.stdout.write("historical tickets: Bitext (synthetic) and Twitter customer care dev set (real, masked)")
+        for name, fmt in (("bitext", "bitext"), ("twitter", "twitter-cdp")):
+            call_command("tickets_import", str(files[name]), fmt=fmt, resolved=True, split_test=0.2, seed=SPLIT_SEED, **out)
+        from drafts.models import ClassifierModel
+
+        train = Ticket.objects.filter(split=Ticket.Split.TRAIN).count()
+        current = ClassifierModel.objects.filter(target="category", is_active=True).first()
+        if current is None or abs(current.trained_on - train) > train * 0.02:
+            self.stdout.write("training the category and intent classifiers (about a minute)")
+            call_command("classifier_train", **out)
+        if not opts["no_live"]:
+            self._live_tickets()
         self.stdout.write(self.style.SUCCESS(
             f"demo ready. Log in at /admin/ as user '{DEMO_USER}' with password '{password}' "
             "(set DEMO_ADMIN_PASSWORD to choose another)."
         ))
+
+    def _live_tickets(self) -> None:
+        """New inbound messages (from held-out tickets, so nothing leaks from the resolved-ticket corpus) that the
+        worker drafts as soon as the demo starts."""
+        from conversations.services import message_receive
+
+        if Ticket.objects.filter(channel=Ticket.Channel.API, metadata__demo=True).exists():
+            return
+        first_messages = (Message.objects.filter(ticket__split=Ticket.Split.TEST, role=Message.Role.CUSTOMER,
+                                                 turn_index=0).select_related("ticket__category").order_by("ticket_id"))
+        by_category: dict[int, Message] = {}
+        for m in first_messages:
+            by_category.setdefault(m.ticket.category_id, m)
+            if len(by_category) >= LIVE_TICKETS:
+                break
+        for n, m in enumerate(by_category.values()):
+            # half arrive categorised (as from a help-centre form), half rely on the classifier
+            msg = message_receive(body=m.body, channel=Ticket.Channel.API, customer_name=f"Demo customer {n + 1}",
+                                  customer_external_id=f"demo-{n + 1}", category=m.ticket.category if n % 2 else None)
+            Ticket.objects.filter(pk=msg.ticket_id).update(metadata={"demo": True})
+        self.stdout.write(f"queued {len(by_category)} live demo tickets for drafting")
