@@ -215,6 +215,13 @@ def search(
     return SearchResult(hits, config, {key: round(v, 3) for key, v in timings.items()})
 
 
+def _json(value: Any) -> dict[str, Any]:
+    """jsonb from a raw cursor: Django's psycopg setup leaves it as text for JSONField to decode."""
+    if isinstance(value, str):
+        return json.loads(value)
+    return value or {}
+
+
 def _hydrate(cur, ranked: list[tuple[int, float]], kw: list[tuple[int, float]], vc: list[tuple[int, float]]) -> list[Hit]:
     if not ranked:
         return []
@@ -235,7 +242,7 @@ def _hydrate(cur, ranked: list[tuple[int, float]], kw: list[tuple[int, float]], 
         vr = vc_pos.get(cid)
         hits.append(Hit(
             chunk_id=cid, document_id=r[1], external_id=r[2], source=r[3], title=r[4], url=r[5], heading=r[6],
-            text=r[7], ordinal=r[8], metadata=r[9] or {}, score=round(score, 6),
+            text=r[7], ordinal=r[8], metadata=_json(r[9]), score=round(score, 6),
             keyword_rank=kr[0] if kr else None, keyword_score=round(kr[1], 6) if kr else None,
             vector_rank=vr[0] if vr else None, vector_distance=round(vr[1], 6) if vr else None,
         ))
