@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -79,6 +81,8 @@ class Ticket(models.Model):
     external_id = models.CharField(max_length=255, blank=True)
     split = models.CharField(max_length=8, choices=Split.choices, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
+    # bumped by every write through the services; a form posts the version it showed (optimistic concurrency)
+    version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     last_customer_message_at = models.DateTimeField(null=True, blank=True)
@@ -90,7 +94,8 @@ class Ticket(models.Model):
                                     name="ticket_unique_external_id"),
         ]
         indexes = [
-            models.Index(fields=["status", "last_customer_message_at"]),
+            models.Index(fields=["status", "last_customer_message_at", "id"]),
+            models.Index(fields=["last_customer_message_at", "id"]),
             models.Index(fields=["category", "status"]),
             models.Index(fields=["split", "category"]),
         ]
@@ -112,10 +117,15 @@ class Message(models.Model):
     turn_index = models.PositiveIntegerField()
     author_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     external_id = models.CharField(max_length=255, blank=True)
+    # for agent and bot replies: "draft" (sent from a draft) or "no_draft" (written from scratch)
+    origin = models.CharField(max_length=16, blank=True)
     sent_at = models.DateTimeField(default=timezone.now)
+    search_vector = models.GeneratedField(expression=SearchVector("body", config="english"),
+                                          output_field=SearchVectorField(), db_persist=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["ticket", "turn_index"], name="message_unique_turn")]
+        indexes = [GinIndex(fields=["search_vector"], name="message_search_vector_gin")]
         ordering = ["ticket_id", "turn_index"]
 
     def __str__(self) -> str:

@@ -89,3 +89,96 @@ def message_receive(
 
     transaction.on_commit(lambda: draft_generate.delay(draft.pk))
     return message
+
+
+class StaleTicket(Exception):
+    """The ticket changed since the agent loaded it (another agent sent, assigned or resolved it). ``ticket`` is the
+    current state and ``last_reply`` the newest agent or bot message, to show what happened instead."""
+
+    def __init__(self, ticket: Ticket, last_reply: Message | None) -> None:
+        super().__init__(f"ticket {ticket.pk} changed (now version {ticket.version})")
+        self.ticket = ticket
+        self.last_reply = last_reply
+
+
+def ticket_lock(*, ticket_id: int, expected_version: int | None) -> Ticket:
+    """Lock the ticket row for a write; with ``expected_version``, raise :class:`StaleTicket` when it moved on.
+    Must run inside a transaction."""
+    ticket = Ticket.objects.select_for_update().get(pk=ticket_id)
+    if expected_version is not None and ticket.version != expected_version:
+        last = (Message.objects.filter(ticket=ticket, role__in=[Message.Role.AGENT, Message.Role.BOT])
+                .order_by("-turn_index").select_related("author_user").first())
+        raise StaleTicket(ticket, last)
+    return ticket
+
+
+def _bump(ticket: Ticket, **fields) -> None:
+    for k, v in fields.items():
+        setattr(ticket, k, v)
+    ticket.version += 1
+    ticket.updated_at = timezone.now()
+    ticket.save(update_fields=[*fields, "version", "updated_at"])
+
+
+def _next_turn(ticket: Ticket) -> int:
+    turn = Message.objects.filter(ticket=ticket).aggregate(m=Max("turn_index"))["m"]
+    return 0 if turn is None else turn + 1
+
+
+def agent_message_create(*, ticket: Ticket, actor, body: str, origin: str, send_token: str = "") -> Message:
+    """Append an agent reply to a locked ticket and resolve it (ARCHITECTURE.md: awaiting_agent → resolved; a new
+    customer message reopens it). Raises :class:`MessageRejected` for an empty or oversized body."""
+    if not body or not body.strip():
+        raise MessageRejected("body: the reply is empty")
+    if len(body) > MAX_MESSAGE_CHARS:
+        raise MessageRejected(f"body: the reply is {len(body)} characters, over the {MAX_MESSAGE_CHARS} limit")
+    message = Message.objects.create(ticket=ticket, role=Message.Role.AGENT, body=body, turn_index=_next_turn(ticket),
+                                     author_user=actor, origin=origin, external_id=send_token[:255])
+    _bump(ticket, status=Ticket.Status.RESOLVED, resolved_at=timezone.now())
+    return message
+
+
+def sent_with_token(ticket_id: int, send_token: str) -> Message | None:
+    """The reply already sent with this form token (a double-clicked Send), if any."""
+    if not send_token:
+        return None
+    return Message.objects.filter(ticket_id=ticket_id, role=Message.Role.AGENT, external_id=send_token[:255]).first()
+
+
+@transaction.atomic
+def reply_send(*, ticket_id: int, actor, body: str, expected_version: int | None, send_token: str = "") -> Message:
+    """Send a reply written without a draft (recorded as ``origin="no_draft"``). Idempotent per ``send_token``."""
+    ticket = Ticket.objects.select_for_update().get(pk=ticket_id)
+    existing = sent_with_token(ticket.pk, send_token)
+    if existing is not None:
+        return existing
+    ticket = ticket_lock(ticket_id=ticket_id, expected_version=expected_version)
+    return agent_message_create(ticket=ticket, actor=actor, body=body, origin="no_draft", send_token=send_token)
+
+
+@transaction.atomic
+def ticket_assign(*, ticket_id: int, actor, assignee, expected_version: int | None = None) -> Ticket:
+    """Assign the ticket to ``assignee`` (a staff user) or unassign it (None)."""
+    if assignee is not None and not assignee.is_staff:
+        raise MessageRejected("assignee: only staff can be assigned tickets")
+    ticket = ticket_lock(ticket_id=ticket_id, expected_version=expected_version)
+    _bump(ticket, assignee=assignee)
+    return ticket
+
+
+@transaction.atomic
+def ticket_resolve(*, ticket_id: int, actor, expected_version: int | None = None) -> Ticket:
+    ticket = ticket_lock(ticket_id=ticket_id, expected_version=expected_version)
+    _bump(ticket, status=Ticket.Status.RESOLVED, resolved_at=timezone.now())
+    return ticket
+
+
+@transaction.atomic
+def note_add(*, ticket_id: int, actor, body: str) -> Message:
+    """An internal note: visible to staff only, never sent, never drafted for; does not change the version a
+    reply form checks (a note does not answer the customer)."""
+    if not body or not body.strip():
+        raise MessageRejected("body: the note is empty")
+    ticket = Ticket.objects.select_for_update().get(pk=ticket_id)
+    return Message.objects.create(ticket=ticket, role=Message.Role.INTERNAL_NOTE, body=body[:MAX_MESSAGE_CHARS],
+                                  turn_index=_next_turn(ticket), author_user=actor)

@@ -81,6 +81,16 @@ class Draft(models.Model):
     trace = models.ForeignKey("sdrbot.Trace", null=True, blank=True, on_delete=models.SET_NULL, related_name="drafts")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # set when sent: the reply as sent and how much the agent changed the draft (drafts.edits)
+    sent_message = models.OneToOneField("conversations.Message", null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="from_draft")
+    sent_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    edit_distance = models.FloatField(null=True, blank=True)  # normalised Levenshtein distance, 0–1
+    chars_inserted = models.PositiveIntegerField(null=True, blank=True)
+    chars_deleted = models.PositiveIntegerField(null=True, blank=True)
+    edit_bucket = models.CharField(max_length=12, blank=True)  # unchanged | light | heavy | rewritten
+    diff = models.JSONField(default=list, blank=True)  # word-level opcodes [[op, draft words, sent words], …]
 
     class Meta:
         constraints = [
@@ -94,6 +104,61 @@ class Draft(models.Model):
     @property
     def generator_label(self) -> str:
         return "Offline responder" if self.generator == self.Generator.OFFLINE else (self.model or "model")
+
+
+class Feedback(models.Model):
+    """An agent's rating of a draft: thumbs up or down, reasons from the failure taxonomy, a comment. One per agent
+    and draft; changing it updates the row (and its score on the trace)."""
+
+    class Reason(models.TextChoices):
+        WRONG_ROUTING = "wrong_routing", "Wrong routing"
+        HALLUCINATION = "hallucination", "Hallucination"
+        MISSED_FIELDS = "missed_required_fields", "Missed required fields"
+        TONE = "tone_mismatch", "Tone mismatch"
+        TOOL_FAILURE = "tool_failure", "Tool failure"
+        OUTDATED = "outdated_information", "Outdated information"
+        OTHER = "other", "Other"
+
+    draft = models.ForeignKey(Draft, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    thumbs_up = models.BooleanField()
+    reasons = models.JSONField(default=list, blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["draft", "user"], name="feedback_one_per_user")]
+
+
+class Dataset(models.Model):
+    """A named set of evaluation examples (input → expected output), per category, for regression replays."""
+
+    name = models.CharField(max_length=200)
+    category = models.ForeignKey("conversations.Category", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="datasets")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name"], name="dataset_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetItem(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="items")
+    input = models.TextField()
+    expected_output = models.TextField()
+    category = models.ForeignKey("conversations.Category", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    ticket = models.ForeignKey("conversations.Ticket", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    draft = models.ForeignKey(Draft, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    trace = models.ForeignKey("sdrbot.Trace", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["dataset", "ticket"], name="dataset_item_unique_ticket")]
 
 
 class ClassifierModel(models.Model):

@@ -254,3 +254,124 @@ def draft_generate(*, draft_id: int) -> Draft | None:
         )
     draft.refresh_from_db()
     return draft
+
+
+# --------------------------------------------------------------------------------------------------------- console
+
+
+class DraftNotSendable(Exception):
+    """The draft cannot be sent in its state (discarded, still pending); the message says why."""
+
+
+@transaction.atomic
+def draft_send(*, draft_id: int, actor, body: str, expected_version: int | None, send_token: str = "") -> Message:
+    """Send the agent's (possibly edited) reply for a draft: the reply becomes a message, the draft becomes
+    ``sent`` with the edit metrics of :mod:`drafts.edits`, and those are scored on the draft's trace.
+
+    Idempotent per ``send_token`` (a double-clicked Send returns the first message). Raises
+    :class:`conversations.services.StaleTicket` when the ticket changed since ``expected_version`` (another agent
+    answered: nothing is sent, the caller shows what was), :class:`DraftNotSendable`, or ``MessageRejected``."""
+    from conversations.services import agent_message_create, sent_with_token, ticket_lock
+    from drafts.edits import edit_metrics
+    from sdrbot.tracing import score_record
+
+    draft = Draft.objects.select_related("trace").get(pk=draft_id)
+    ticket = Ticket.objects.select_for_update().get(pk=draft.ticket_id)
+    existing = sent_with_token(ticket.pk, send_token)
+    if existing is not None:
+        return existing
+    ticket = ticket_lock(ticket_id=ticket.pk, expected_version=expected_version)
+    draft = Draft.objects.select_for_update(of=("self",)).select_related("trace").get(pk=draft_id)
+    if draft.status not in (Draft.Status.READY, Draft.Status.FAILED):
+        raise DraftNotSendable(f"this draft is {draft.status}; it cannot be sent")
+    message = agent_message_create(ticket=ticket, actor=actor, body=body, origin="draft", send_token=send_token)
+    m = edit_metrics(draft.body, body)
+    now = timezone.now()
+    Draft.objects.filter(pk=draft.pk).update(
+        status=Draft.Status.SENT, sent_message=message, sent_by=actor, sent_at=now, edit_distance=m.distance,
+        chars_inserted=m.chars_inserted, chars_deleted=m.chars_deleted, edit_bucket=m.bucket, diff=m.diff,
+        updated_at=now)
+    if draft.trace is not None:
+        for name, value, string_value in (("edit_distance", m.distance, ""), ("edit_bucket", None, m.bucket),
+                                          ("chars_inserted", m.chars_inserted, ""), ("chars_deleted", m.chars_deleted, "")):
+            score_record(trace=draft.trace, name=name, value=value, string_value=string_value, source="human", author=actor)
+    return message
+
+
+@transaction.atomic
+def draft_discard(*, draft_id: int, actor) -> Draft:
+    updated = Draft.objects.filter(pk=draft_id, status__in=[Draft.Status.READY, Draft.Status.FAILED, Draft.Status.PENDING]
+                                   ).update(status=Draft.Status.DISCARDED, updated_at=timezone.now())
+    if not updated:
+        raise DraftNotSendable("only a ready, failed or pending draft can be discarded")
+    return Draft.objects.get(pk=draft_id)
+
+
+@transaction.atomic
+def draft_regenerate(*, draft_id: int, actor) -> Draft:
+    """Discard the draft and queue a new one for the same customer message (after commit)."""
+    from drafts.tasks import draft_generate as draft_generate_task
+
+    old = Draft.objects.select_for_update().get(pk=draft_id)
+    if old.status == Draft.Status.SENT:
+        raise DraftNotSendable("this draft was already sent")
+    if old.status != Draft.Status.DISCARDED:
+        Draft.objects.filter(pk=old.pk).update(status=Draft.Status.DISCARDED, updated_at=timezone.now())
+    new = Draft.objects.create(ticket_id=old.ticket_id, message_id=old.message_id, status=Draft.Status.PENDING)
+    Ticket.objects.filter(pk=old.ticket_id).update(status=Ticket.Status.DRAFTING, updated_at=timezone.now())
+    transaction.on_commit(lambda: draft_generate_task.delay(new.pk))
+    return new
+
+
+@transaction.atomic
+def feedback_record(*, draft_id: int, actor, thumbs_up: bool, reasons: Sequence[str] = (), comment: str = "") -> "Feedback":
+    """Record (or change) ``actor``'s rating of a draft and its score ``thumbs`` (1 up, 0 down; the reasons as the
+    string value, the comment as the score comment) on the draft's trace. Raises ``ValueError`` for an unknown
+    reason, or for reasons on a thumbs up."""
+    from drafts.models import Feedback
+    from sdrbot.models import Score
+    from sdrbot.tracing import schedule_export
+
+    valid = set(Feedback.Reason.values)
+    bad = [r for r in reasons if r not in valid]
+    if bad:
+        raise ValueError(f"reasons: unknown {bad}; choose from {sorted(valid)}")
+    reasons = sorted(set(reasons)) if not thumbs_up else []
+    draft = Draft.objects.select_related("trace").get(pk=draft_id)
+    now = timezone.now()
+    fb, created = Feedback.objects.update_or_create(
+        draft=draft, user=actor,
+        defaults={"thumbs_up": thumbs_up, "reasons": reasons, "comment": comment[:5000], "updated_at": now},
+    )
+    if draft.trace is not None:
+        Score.objects.update_or_create(
+            trace=draft.trace, name="thumbs", author=actor,
+            defaults={"value": 1.0 if thumbs_up else 0.0, "string_value": ",".join(reasons)[:200],
+                      "comment": comment[:5000], "source": "human", "exported_at": None},
+        )
+        schedule_export(draft.trace.pk)
+    return fb
+
+
+@transaction.atomic
+def dataset_item_add(*, ticket_id: int, actor, dataset_name: str | None = None) -> "DatasetItem":
+    """Add a ticket to its category's regression dataset: the customer's message(s) as input, the sent reply as the
+    expected output, with links to the draft and its trace. Raises ``ValueError`` when nothing was sent yet.
+    Adding the same ticket twice returns the existing item."""
+    from drafts.models import Dataset, DatasetItem
+
+    ticket = Ticket.objects.select_related("category").get(pk=ticket_id)
+    reply = Message.objects.filter(ticket=ticket, role=Message.Role.AGENT).order_by("-turn_index").first()
+    if reply is None:
+        raise ValueError("ticket: no reply has been sent yet, so there is no expected output")
+    question = "\n\n".join(Message.objects.filter(ticket=ticket, role=Message.Role.CUSTOMER, turn_index__lt=reply.turn_index)
+                           .order_by("turn_index").values_list("body", flat=True))
+    name = dataset_name or f"{ticket.category.slug if ticket.category else 'uncategorised'}-regression"
+    dataset, _ = Dataset.objects.get_or_create(name=name, defaults={"category": ticket.category})
+    draft = Draft.objects.filter(sent_message=reply).first()
+    item, _ = DatasetItem.objects.get_or_create(
+        dataset=dataset, ticket=ticket,
+        defaults={"input": question, "expected_output": reply.body, "category": ticket.category, "draft": draft,
+                  "trace_id": draft.trace_id if draft else None, "created_by": actor},
+    )
+    return item

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from knowledge import selectors
+from sdrbot.access import staff_required
 
 
-@staff_member_required
+@staff_required
 @require_GET
 @vary_on_headers("HX-Request")
 def search_page(request: HttpRequest) -> HttpResponse:

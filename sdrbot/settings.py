@@ -178,7 +178,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Serve static files straight from the app folders (no collectstatic needed for the demo); production runs
 # collectstatic and may turn this off (docs/deploy.md).
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/console/login/"
+LOGIN_REDIRECT_URL = "/console/"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)

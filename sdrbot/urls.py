@@ -8,7 +8,8 @@ admin.site.site_header = "sdrbot administration"
 admin.site.site_title = "sdrbot"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/knowledge/search/", permanent=False)),
+    path("", RedirectView.as_view(url="/console/", permanent=False)),
+    path("console/", include("drafts.urls")),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("knowledge/", include("knowledge.urls")),

@@ -27,7 +27,7 @@ def kb():
 
 def test_login_then_search_with_htmx(page, agent_user, kb) -> None:
     page.goto("/knowledge/search/")
-    assert "/admin/login/" in page.url  # not reachable without login
+    assert "/console/login/" in page.url  # not reachable without login
     login(page, "agent-t", "pw-agent-123")
     page.wait_for_url("**/knowledge/search/")
     assert page.get_by_role("heading", name="Knowledge base").is_visible()

@@ -19,10 +19,10 @@ def kb():
 
 def test_anonymous_and_non_staff_are_sent_to_login(client, outsider_user) -> None:
     resp = client.get(URL)
-    assert resp.status_code == 302 and resp["Location"].startswith("/admin/login/")
+    assert resp.status_code == 302 and resp["Location"].startswith("/console/login/")
     client.force_login(outsider_user)
     resp = client.get(URL)
-    assert resp.status_code == 302 and resp["Location"].startswith("/admin/login/")
+    assert resp.status_code == 302 and resp["Location"].startswith("/console/login/")
 
 
 def test_staff_sees_hits_with_scores_escaped(client, agent_user, kb, django_assert_max_num_queries) -> None:

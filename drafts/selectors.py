@@ -1,0 +1,150 @@
+"""Reads for the agent console: the inbox (filters, search, keyset pagination, counts) and the ticket page."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.postgres.search import SearchQuery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.http import Http404
+from django.utils.dateparse import parse_datetime
+
+from conversations.models import Category, Message, Ticket
+from drafts.models import Dataset, Draft, Feedback
+
+PAGE_SIZE = 25
+OPEN_STATUSES = [Ticket.Status.NEW, Ticket.Status.DRAFTING, Ticket.Status.AWAITING_AGENT, Ticket.Status.REOPENED]
+
+
+@dataclass(frozen=True)
+class InboxFilters:
+    status: str = "open"  # open | all | one Ticket.Status value
+    category: str = ""  # slug
+    channel: str = ""
+    assignee: str = ""  # "" any | "me" | "none" | user id
+    q: str = ""
+
+    @classmethod
+    def from_query(cls, params) -> InboxFilters:
+        status = params.get("status", "open")
+        if status not in {"open", "all", *Ticket.Status.values}:
+            status = "open"
+        channel = params.get("channel", "")
+        return cls(status=status, category=params.get("category", "")[:100],
+                   channel=channel if channel in Ticket.Channel.values else "",
+                   assignee=params.get("assignee", "")[:20], q=params.get("q", "").strip()[:200])
+
+
+def _encode_cursor(waiting_since: datetime | None, pk: int) -> str:
+    raw = f"{waiting_since.isoformat() if waiting_since else ''}|{pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime | None, int] | None:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, pk = raw.split("|")
+        return (parse_datetime(ts) if ts else None), int(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _filtered(filters: InboxFilters, user) -> QuerySet[Ticket]:
+    qs = Ticket.objects.exclude(channel=Ticket.Channel.IMPORT)  # history is not work to do
+    if filters.status == "open":
+        qs = qs.filter(status__in=OPEN_STATUSES)
+    elif filters.status != "all":
+        qs = qs.filter(status=filters.status)
+    if filters.category:
+        qs = qs.filter(category__slug=filters.category) if filters.category != "none" else qs.filter(category__isnull=True)
+    if filters.channel:
+        qs = qs.filter(channel=filters.channel)
+    if filters.assignee == "me":
+        qs = qs.filter(assignee=user)
+    elif filters.assignee == "none":
+        qs = qs.filter(assignee__isnull=True)
+    elif filters.assignee.isdigit():
+        qs = qs.filter(assignee_id=int(filters.assignee))
+    if filters.q:
+        query = SearchQuery(filters.q, search_type="websearch", config="english")
+        qs = qs.filter(Q(subject__icontains=filters.q) | Exists(
+            Message.objects.filter(ticket=OuterRef("pk"), search_vector=query)))
+    return qs
+
+
+def inbox_page(filters: InboxFilters, user, cursor: str = "", page_size: int = PAGE_SIZE) -> dict[str, Any]:
+    """One page of the inbox, longest-waiting first (``last_customer_message_at`` ascending, then id), with keyset
+    pagination so every page costs the same. Three queries: the page, counts per status, counts per category."""
+    base = _filtered(filters, user)
+    page_qs = base
+    after = _decode_cursor(cursor) if cursor else None
+    if after is not None:
+        ts, pk = after
+        if ts is None:
+            page_qs = page_qs.filter(last_customer_message_at__isnull=True, pk__gt=pk)
+        else:
+            page_qs = page_qs.filter(Q(last_customer_message_at__gt=ts) | Q(last_customer_message_at=ts, pk__gt=pk)
+                                     | Q(last_customer_message_at__isnull=True))
+    latest_draft = Draft.objects.filter(ticket=OuterRef("pk")).exclude(status=Draft.Status.DISCARDED).order_by("-pk")
+    last_customer = Message.objects.filter(ticket=OuterRef("pk"), role=Message.Role.CUSTOMER).order_by("-turn_index")
+    rows = list(
+        page_qs.select_related("customer", "category", "assignee")
+        .annotate(draft_status=Subquery(latest_draft.values("status")[:1]),
+                  draft_needs_human=Subquery(latest_draft.values("needs_human")[:1]),
+                  snippet=Subquery(last_customer.values("body")[:1]))
+        .order_by("last_customer_message_at", "pk")[: page_size + 1]
+    )
+    next_cursor = ""
+    if len(rows) > page_size:
+        rows = rows[:page_size]
+        next_cursor = _encode_cursor(rows[-1].last_customer_message_at, rows[-1].pk)
+    # counts ignore the status filter (per status) or the category filter (per category), so they guide filtering
+    by_status = dict(_filtered(InboxFilters(**{**filters.__dict__, "status": "all"}), user)
+                     .values_list("status").annotate(n=Count("pk")).order_by())
+    by_category = list(_filtered(InboxFilters(**{**filters.__dict__, "category": ""}), user)
+                       .values("category__slug", "category__name").annotate(n=Count("pk")).order_by("-n", "category__name")[:40])
+    return {"tickets": rows, "next_cursor": next_cursor, "by_status": by_status, "by_category": by_category}
+
+
+def ticket_for_console(*, ticket_id: int, user) -> Ticket:
+    """The access selector for a ticket in the console: staff only; 404 for missing and not-allowed alike."""
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        raise Http404
+    try:
+        return Ticket.objects.select_related("customer", "category", "assignee").get(pk=ticket_id)
+    except Ticket.DoesNotExist as exc:
+        raise Http404 from exc
+
+
+def ticket_page(ticket: Ticket, user) -> dict[str, Any]:
+    """Everything the ticket page shows, in a fixed number of queries."""
+    messages = list(Message.objects.filter(ticket=ticket).select_related("author_user", "from_draft").order_by("turn_index"))
+    draft = (Draft.objects.filter(ticket=ticket).exclude(status=Draft.Status.DISCARDED)
+             .select_related("prompt_version", "predicted_category").order_by("-pk").first())
+    feedback = Feedback.objects.filter(draft=draft, user=user).first() if draft else None
+    staff = list(get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username").only("id", "username"))
+    return {"ticket": ticket, "messages": messages, "draft": draft, "feedback": feedback, "staff": staff,
+            "reasons": Feedback.Reason.choices}
+
+
+def sent_reply_for_console(*, message_id: int, user) -> Message:
+    if not (user.is_authenticated and user.is_staff):
+        raise Http404
+    try:
+        return Message.objects.select_related("ticket", "from_draft", "author_user").get(
+            pk=message_id, role=Message.Role.AGENT)
+    except Message.DoesNotExist as exc:
+        raise Http404 from exc
+
+
+def datasets_by_category() -> list[Dataset]:
+    return list(Dataset.objects.select_related("category").annotate(n=Count("items")).order_by("category__name", "name"))
+
+
+def categories() -> list[Category]:
+    return list(Category.objects.order_by("name").only("slug", "name"))
