@@ -56,11 +56,11 @@ class Ticket(models.Model):
         REOPENED = "reopened"
 
     class Channel(models.TextChoices):
-        WIDGET = "widget"
-        EMAIL = "email"
-        API = "api"
-        IMPORT = "import"
-        ADMIN = "admin"
+        WIDGET = "widget", "Widget"
+        EMAIL = "email", "Email"
+        API = "api", "API"
+        IMPORT = "import", "Import"
+        ADMIN = "admin", "Admin"
 
     class Split(models.TextChoices):
         NONE = "", "live"

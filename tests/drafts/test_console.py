@@ -110,12 +110,12 @@ def test_ticket_page_shows_draft_editor_and_citations(client, agent_user, django
     with django_assert_max_num_queries(10):
         resp = client.get(reverse("console:ticket", args=[t.pk]))
     html = resp.content.decode()
-    assert '<label for="reply-body">Reply</label>' in html and DRAFT in html
+    assert '<label for="reply-body" class="big">Reply</label>' in html and DRAFT in html
     assert "Offline responder" in html and "Reset password" in html and "grounding 1.00" in html
     assert "&lt;script&gt;alert(&#x27;customer&#x27;)&lt;/script&gt;" in html and "<script>alert('customer')" not in html
     for button in ("Send", "Regenerate", "Discard", "Add to dataset"):
         assert f">{button}</button>" in html
-    assert 'aria-label="Thumbs up"' in html and 'aria-label="Thumbs down"' in html
+    assert "Thumbs up</button>" in html and "Thumbs down</button>" in html
 
 
 def test_send_records_edit_metrics_and_scores(client, agent_user) -> None:
