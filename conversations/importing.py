@@ -44,7 +44,7 @@ from django.utils.text import slugify
 
 from conversations.models import Category, Customer, Message, Ticket
 from knowledge.chunking import Block
-from knowledge.loaders import Problem
+from knowledge.loaders import Problem, json_object_lines, problems_message
 from knowledge.services import DocumentInput, source_sync
 from sdrbot.pii import EMAIL, mask_handles, redact_text
 
@@ -290,43 +290,26 @@ def _jsonl_turns(obj: dict[str, Any]) -> list[Turn] | str:
 
 def read_jsonl(path: Path, problems: list[Problem]) -> Iterator[HistoricalTicket]:
     """One ticket per line (see the module docstring). Blank lines are ignored. Text is masked."""
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            where = f"{path}:{lineno}"
-            if not raw.strip():
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                problems.append(Problem(where, f"invalid UTF-8 at byte {exc.start} ({exc.reason})"))
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                problems.append(Problem(where, f"malformed JSON: {exc.msg} (column {exc.colno})"))
-                continue
-            if not isinstance(obj, dict):
-                problems.append(Problem(where, f"expected a JSON object, got {type(obj).__name__}"))
-                continue
-            ext = obj.get("id")
-            if isinstance(ext, int) and not isinstance(ext, bool):
-                ext = str(ext)
-            err = _required({**obj, "id": ext}, ("id", "category"))
-            if err:
-                problems.append(Problem(where, err))
-                continue
-            subject, intent = _optional_str(obj, "subject"), _optional_str(obj, "intent")
-            if subject is None or intent is None:
-                problems.append(Problem(where, f"field {'subject' if subject is None else 'intent'!r} must be a string"))
-                continue
-            turns = _jsonl_turns(obj)
-            if isinstance(turns, str):
-                problems.append(Problem(where, turns))
-                continue
-            yield HistoricalTicket(
-                external_id=ext.strip(), category=obj["category"].strip(), intent=intent, subject=mask_text(subject),
-                turns=turns, where=where, metadata={"source": "jsonl"},
-            )
+    for where, obj in json_object_lines(path, problems):
+        ext = obj.get("id")
+        if isinstance(ext, int) and not isinstance(ext, bool):
+            ext = str(ext)
+        err = _required({**obj, "id": ext}, ("id", "category"))
+        if err:
+            problems.append(Problem(where, err))
+            continue
+        subject, intent = _optional_str(obj, "subject"), _optional_str(obj, "intent")
+        if subject is None or intent is None:
+            problems.append(Problem(where, f"field {'subject' if subject is None else 'intent'!r} must be a string"))
+            continue
+        turns = _jsonl_turns(obj)
+        if isinstance(turns, str):
+            problems.append(Problem(where, turns))
+            continue
+        yield HistoricalTicket(
+            external_id=ext.strip(), category=obj["category"].strip(), intent=intent, subject=mask_text(subject),
+            turns=turns, where=where, metadata={"source": "jsonl"},
+        )
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -718,7 +701,6 @@ def tickets_import(
                    chunks_reused=sync.chunks_reused, ingest_run_id=sync.run.pk)
 
 
-MAX_PROBLEMS_SHOWN = 20
 
 
 def tickets_import_path(
@@ -744,13 +726,8 @@ def tickets_import_path(
     and what :func:`tickets_import` raises."""
     records, problems = read_records(path, fmt=fmt, limit=limit)
     if problems and not skip_invalid:
-        shown = "\n".join(f"  {p}" for p in problems[:MAX_PROBLEMS_SHOWN])
-        more = f"\n  … and {len(problems) - MAX_PROBLEMS_SHOWN} more" if len(problems) > MAX_PROBLEMS_SHOWN else ""
         raise ImportInputError(
-            f"{len(problems)} invalid ticket(s) in {path}; nothing was imported "
-            f"(pass --skip-invalid to import the {len(records)} valid ones):\n{shown}{more}",
-            problems,
-        )
+            problems_message(problems, path=path, valid=len(records), noun="ticket", verb="import"), problems)
     for p in problems:
         if on_skip:
             on_skip(p)

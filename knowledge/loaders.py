@@ -6,7 +6,7 @@ problems abort the import (the default: nothing is ingested) or are skipped (``-
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,22 +41,16 @@ def _decode(raw: bytes, where: str) -> str | Problem:
         return Problem(where, f"invalid UTF-8 at byte {exc.start} ({exc.reason})")
 
 
-def load_jsonl(
-    path: Path, *, id_field: str = "id", title_field: str | None = "title", text_field: str = "text",
-    url_field: str | None = "url", max_bytes: int, metadata_fields: tuple[str, ...] = (),
-) -> tuple[list[DocumentInput], list[Problem]]:
-    """One document per line of a JSONL file. Blank lines are ignored. Each line must be a JSON object with a
-    non-empty string id and text; title and URL are optional. Oversized lines, invalid UTF-8, malformed JSON,
-    missing/empty fields and duplicate ids are reported as problems with their line number."""
-    docs: list[DocumentInput] = []
-    problems: list[Problem] = []
-    first_seen: dict[str, int] = {}
+def json_object_lines(path: Path, problems: list[Problem], *, max_bytes: int | None = None
+                      ) -> Iterator[tuple[str, dict]]:
+    """The JSON objects of a JSONL file as (``file:line``, object). Blank lines are skipped; a line over
+    ``max_bytes``, with invalid UTF-8, malformed JSON or a non-object is recorded in ``problems`` and skipped."""
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             where = f"{path}:{lineno}"
             if not raw.strip():
                 continue
-            if len(raw) > max_bytes:
+            if max_bytes is not None and len(raw) > max_bytes:
                 problems.append(Problem(where, f"document is {_mb(len(raw))}, over the {_mb(max_bytes)} limit (KB_MAX_DOCUMENT_BYTES)"))
                 continue
             text = _decode(raw, where)
@@ -71,35 +65,61 @@ def load_jsonl(
             if not isinstance(obj, dict):
                 problems.append(Problem(where, f"expected a JSON object, got {type(obj).__name__}"))
                 continue
-            ext = obj.get(id_field)
-            if ext is None or (isinstance(ext, str) and not ext.strip()):
-                problems.append(Problem(where, f"field {id_field!r} (the id) is missing or empty"))
-                continue
-            if not isinstance(ext, (str, int)):
-                problems.append(Problem(where, f"field {id_field!r} must be a string or number, got {type(ext).__name__}"))
-                continue
-            ext = str(ext).strip()
-            body = obj.get(text_field)
-            if not isinstance(body, str):
-                problems.append(Problem(where, f"field {text_field!r} (the text) is missing or not a string"))
-                continue
-            if not body.strip():
-                problems.append(Problem(where, f"field {text_field!r} (the text) is empty"))
-                continue
-            if len(ext) > 255:
-                problems.append(Problem(where, f"field {id_field!r} is {len(ext)} characters, over 255"))
-                continue
-            if ext in first_seen:
-                problems.append(Problem(where, f"duplicate id {ext!r} (first at line {first_seen[ext]})"))
-                continue
-            first_seen[ext] = lineno
-            title = obj.get(title_field) if title_field else None
-            url = obj.get(url_field) if url_field else None
-            docs.append(DocumentInput(
-                external_id=ext, text=body, title=str(title) if title is not None else "",
-                url=str(url) if isinstance(url, str) else "", where=where,
-                metadata={f: obj[f] for f in metadata_fields if f in obj},
-            ))
+            yield where, obj
+
+
+MAX_PROBLEMS_SHOWN = 20
+
+
+def problems_message(problems: Sequence[Problem | str], *, path: object, valid: int, noun: str, verb: str) -> str:
+    """"3 invalid document(s) in F; nothing was ingested (pass --skip-invalid to ingest the 5 valid ones):" and
+    the first ``MAX_PROBLEMS_SHOWN`` problems, one per line."""
+    shown = "\n".join(f"  {p}" for p in problems[:MAX_PROBLEMS_SHOWN])
+    more = f"\n  … and {len(problems) - MAX_PROBLEMS_SHOWN} more" if len(problems) > MAX_PROBLEMS_SHOWN else ""
+    return (f"{len(problems)} invalid {noun}(s) in {path}; nothing was {verb}ed "
+            f"(pass --skip-invalid to {verb} the {valid} valid ones):\n{shown}{more}")
+
+
+def load_jsonl(
+    path: Path, *, id_field: str = "id", title_field: str | None = "title", text_field: str = "text",
+    url_field: str | None = "url", max_bytes: int, metadata_fields: tuple[str, ...] = (),
+) -> tuple[list[DocumentInput], list[Problem]]:
+    """One document per line of a JSONL file. Blank lines are ignored. Each line must be a JSON object with a
+    non-empty string id and text; title and URL are optional. Oversized lines, invalid UTF-8, malformed JSON,
+    missing/empty fields and duplicate ids are reported as problems with their line number."""
+    docs: list[DocumentInput] = []
+    problems: list[Problem] = []
+    first_seen: dict[str, str] = {}
+    for where, obj in json_object_lines(path, problems, max_bytes=max_bytes):
+        ext = obj.get(id_field)
+        if ext is None or (isinstance(ext, str) and not ext.strip()):
+            problems.append(Problem(where, f"field {id_field!r} (the id) is missing or empty"))
+            continue
+        if not isinstance(ext, (str, int)):
+            problems.append(Problem(where, f"field {id_field!r} must be a string or number, got {type(ext).__name__}"))
+            continue
+        ext = str(ext).strip()
+        body = obj.get(text_field)
+        if not isinstance(body, str):
+            problems.append(Problem(where, f"field {text_field!r} (the text) is missing or not a string"))
+            continue
+        if not body.strip():
+            problems.append(Problem(where, f"field {text_field!r} (the text) is empty"))
+            continue
+        if len(ext) > 255:
+            problems.append(Problem(where, f"field {id_field!r} is {len(ext)} characters, over 255"))
+            continue
+        if ext in first_seen:
+            problems.append(Problem(where, f"duplicate id {ext!r} (first at line {first_seen[ext].rsplit(':', 1)[1]})"))
+            continue
+        first_seen[ext] = where
+        title = obj.get(title_field) if title_field else None
+        url = obj.get(url_field) if url_field else None
+        docs.append(DocumentInput(
+            external_id=ext, text=body, title=str(title) if title is not None else "",
+            url=str(url) if isinstance(url, str) else "", where=where,
+            metadata={f: obj[f] for f in metadata_fields if f in obj},
+        ))
     return docs, problems
 
 

@@ -267,8 +267,6 @@ class IngestInputError(ValueError):
         self.problems = list(problems)
 
 
-MAX_PROBLEMS_SHOWN = 20
-
 
 def source_ingest_path(
     *,
@@ -296,7 +294,7 @@ def source_ingest_path(
     """
     from pathlib import Path
 
-    from knowledge.loaders import LoadError, load_path
+    from knowledge.loaders import LoadError, load_path, problems_message
 
     p = Path(path)
     try:
@@ -309,13 +307,8 @@ def source_ingest_path(
     except OSError as exc:
         raise IngestInputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if problems and not skip_invalid:
-        shown = "\n".join(f"  {pr}" for pr in problems[:MAX_PROBLEMS_SHOWN])
-        more = f"\n  … and {len(problems) - MAX_PROBLEMS_SHOWN} more" if len(problems) > MAX_PROBLEMS_SHOWN else ""
         raise IngestInputError(
-            f"{len(problems)} invalid document(s) in {path}; nothing was ingested "
-            f"(pass --skip-invalid to ingest the {len(docs)} valid ones):\n{shown}{more}",
-            problems,
-        )
+            problems_message(problems, path=path, valid=len(docs), noun="document", verb="ingest"), problems)
     for pr in problems:
         if on_skip:
             on_skip(str(pr))
