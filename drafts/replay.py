@@ -10,7 +10,7 @@ Metrics, per category and overall:
 - ``baseline_similarity`` / ``baseline_f1``: the same for the baseline "always send the most common reply of the
   category" (train split). When every train reply of a category is unique — true of Bitext — the most common reply
   is taken as the medoid: the reply with the highest mean similarity to the others (a stronger baseline than an
-  arbitrary pick).
+  arbitrary pick). ``literal_baseline_similarity`` is the literal reading: the first of the equally common replies.
 """
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ def cases_from_file(path: Path, *, fmt: str, category: str | None = None, limit:
     return cases
 
 
-def category_baselines(slugs: Sequence[str]) -> dict[str, str]:
-    """The most common train reply per category (medoid when all are unique); see the module docstring."""
+def category_baselines(slugs: Sequence[str], *, strong: bool = True) -> dict[str, str]:
+    """The most common train reply per category. When every reply is unique, ``strong`` takes the medoid (see the
+    module docstring); otherwise the literal reading: the first of the equally common replies, in ticket order."""
     replies: dict[str, list[str]] = defaultdict(list)
     rows = (Message.objects.filter(role=Message.Role.AGENT, ticket__split=Ticket.Split.TRAIN,
                                    ticket__category__slug__in=list(slugs))
@@ -113,7 +114,7 @@ def category_baselines(slugs: Sequence[str]) -> dict[str, str]:
     for slug, texts in replies.items():
         counts = Counter(normalise_ws(t) for t in texts)
         top, n = counts.most_common(1)[0]
-        if n > 1:
+        if n > 1 or not strong:
             out[slug] = top
             continue
         sample = sorted(texts)[:MEDOID_SAMPLE] if len(texts) > MEDOID_SAMPLE else texts
@@ -152,6 +153,9 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         s["baseline_similarity"] = round(float(np.mean([r["base_sim"] for r in rows])), 4)
         s["baseline_f1"] = round(float(np.mean([r["base_f1"] for r in rows])), 4)
         s["beats_baseline"] = s["edit_similarity"] > s["baseline_similarity"]
+    if all(r.get("literal_sim") is not None for r in rows):
+        s["literal_baseline_similarity"] = round(float(np.mean([r["literal_sim"] for r in rows])), 4)
+        s["beats_literal_baseline"] = s["edit_similarity"] > s["literal_baseline_similarity"]
     if any(r["cat_ok"] is not None for r in rows):
         judged = [r["cat_ok"] for r in rows if r["cat_ok"] is not None]
         s["category_accuracy"] = round(float(np.mean(judged)), 4)
@@ -166,6 +170,7 @@ def replay(cases: Sequence[ReplayCase], *, given_category: bool = True,
     otherwise the classifier must find it and its accuracy is reported."""
     categories = {c.slug: c for c in Category.objects.filter(slug__in={c.category for c in cases})}
     baselines = category_baselines(list(categories))
+    literal = category_baselines(list(categories), strong=False)
     exclude = _exclusions(cases)
     rows: list[dict[str, Any]] = []
     for case in cases:
@@ -183,6 +188,8 @@ def replay(cases: Sequence[ReplayCase], *, given_category: bool = True,
             "sim": edit_similarity(draft, case.reference), "f1": token_f1(draft, case.reference),
             "base_sim": edit_similarity(base, case.reference) if base is not None else None,
             "base_f1": token_f1(base, case.reference) if base is not None else None,
+            "literal_sim": (edit_similarity(literal[case.category], case.reference)
+                            if case.category in literal else None),
             "grounding": out.grounding_score, "abstain": out.needs_human,
             "cat_ok": None if given_category else (out.category is not None and out.category.slug == case.category),
         })

@@ -13,10 +13,9 @@ Given the customer's message, its category and what retrieval found, it takes th
    (score = |query ∩ sentence| / √|sentence|, ties to the better-ranked passage), keep them in document order, and
    cite each with ``[n]``; the sources are listed under the reply. Confidence = best similarity × share of query
    terms covered.
-3. **abstain** — otherwise: a holding reply, ``needs_human`` set, with the reason.
-
-A resolved ticket of the same category that is related but not close enough (similarity between the two
-thresholds) is offered as ``adapt_resolved`` with ``needs_human`` set when no passage qualifies for ``compose``.
+3. **abstain** — otherwise: ``needs_human`` set, with the reason. When the category is known and has resolved
+   tickets, the draft is their consensus reply as a starting point for the agent (strategy ``adapt_resolved``, still
+   ``needs_human``: such a draft is never sent by the bot); with no category, a holding reply.
 """
 
 from __future__ import annotations
@@ -122,10 +121,16 @@ def _compose(message: str, hits: Sequence[Hit]) -> tuple[str, list[dict], list[s
     return body, cites, list(dict.fromkeys(used)), coverage
 
 
-def respond(*, message: str, category_slug: str | None, kb_hits: Sequence[Hit], ticket_hits: Sequence[Hit]) -> ResponderResult:
-    """Draft a reply (see the module docstring for the algorithm). Deterministic for the same inputs."""
+def respond(*, message: str, category_slug: str | None, kb_hits: Sequence[Hit], ticket_hits: Sequence[Hit],
+            intent: str = "") -> ResponderResult:
+    """Draft a reply (see the module docstring for the algorithm). Deterministic for the same inputs. A predicted
+    ``intent`` narrows the resolved tickets to those of that intent when any of them has it (a category's tickets
+    may carry no intents at all, as imported tweets do)."""
     same_category = [h for h in ticket_hits
                      if category_slug is None or h.metadata.get("category") == category_slug]
+    same_intent = [h for h in same_category if intent and h.metadata.get("intent") == intent]
+    if same_intent:
+        same_category = same_intent
     same_category.sort(key=lambda h: (-similarity(h), h.chunk_id))
     best_ticket = same_category[0] if same_category else None
     ticket_sim = similarity(best_ticket) if best_ticket else 0.0
@@ -145,12 +150,15 @@ def respond(*, message: str, category_slug: str | None, kb_hits: Sequence[Hit], 
             confidence = round(similarity(relevant[0]) * (0.5 + 0.5 * coverage), 4)
             return ResponderResult(body, "compose", confidence, False, citations=cites, used_passages=used)
 
-    if best_ticket is not None and ticket_sim >= settings.RESPONDER_MIN_SIMILARITY and best_ticket.metadata.get("reply"):
-        reply = adapt_reply(best_ticket.metadata["reply"], message)
-        return ResponderResult(reply, "adapt_resolved", round(ticket_sim, 4), True,
-                               abstain_reason=f"nearest resolved ticket only {ticket_sim:.2f} similar; check before sending",
-                               citations=[citation(best_ticket, 1)],
-                               used_passages=[best_ticket.text, best_ticket.metadata["reply"]])
+    with_reply = [h for h in same_category if h.metadata.get("reply")]
+    if category_slug is not None and with_reply:
+        # nothing close enough to stand on its own: the category's consensus reply as a starting point for the
+        # agent, never sent without a human (needs_human)
+        chosen = consensus_ticket(with_reply)
+        return ResponderResult(adapt_reply(chosen.metadata["reply"], message), "adapt_resolved", round(ticket_sim, 4),
+                               True, abstain_reason=(f"nearest resolved ticket only {ticket_sim:.2f} similar: a starting "
+                                                     "point from the category's nearest tickets; check before sending"),
+                               citations=[citation(chosen, 1)], used_passages=[chosen.text, chosen.metadata["reply"]])
 
     best_kb = max((similarity(h) for h in kb_hits), default=0.0)
     return ResponderResult(

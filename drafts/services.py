@@ -111,8 +111,6 @@ def draft_compose(*, message: str, history: Sequence[tuple[str, str]] = (), cate
         ticket_filters: dict[str, Any] = {"kind": KnowledgeSource.Kind.RESOLVED_TICKETS}
         if category is not None:
             ticket_filters["metadata"] = {"category": category.slug}
-            if intent:  # a confident intent narrows past tickets to the same request (cancel vs track an order)
-                ticket_filters["metadata"]["intent"] = intent
         if exclude_document_ids:
             ticket_filters["exclude_document_ids"] = list(exclude_document_ids)
         for attempt in attempts(transient_db_error):
@@ -152,7 +150,7 @@ def draft_compose(*, message: str, history: Sequence[tuple[str, str]] = (), cate
                 used = [h.text for h in kb_hits] + [f"{h.text}\n{h.metadata.get('reply', '')}" for h in ticket_hits]
         if prompt is None:
             r = responder.respond(message=message, category_slug=category.slug if category else None,
-                                  kb_hits=kb_hits, ticket_hits=ticket_hits)
+                                  kb_hits=kb_hits, ticket_hits=ticket_hits, intent=intent)
             outcome_fields = dict(
                 body=r.body, generator=Draft.Generator.OFFLINE, strategy=r.strategy, model="offline-grounded-responder",
                 citations=r.citations, confidence=r.confidence, needs_human=r.needs_human,

@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 from drafts.replay import cases_from_db, cases_from_file, replay
 
-COLUMNS = ["n", "edit_similarity", "baseline_similarity", "token_f1", "baseline_f1", "grounding", "abstain_rate",
-           "p50_ms", "p95_ms"]
+COLUMNS = ["n", "edit_similarity", "baseline_similarity", "literal_baseline_similarity", "token_f1", "baseline_f1",
+           "grounding", "abstain_rate", "p50_ms", "p95_ms"]
 
 
 class Command(BaseCommand):
