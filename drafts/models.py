@@ -67,6 +67,8 @@ class Draft(models.Model):
     abstain_reason = models.CharField(max_length=200, blank=True)
     grounding_score = models.FloatField(null=True, blank=True)
     flags = models.JSONField(default=list, blank=True)
+    # monitor firings (drafts.monitors): [{"monitor", "blocking", "evidence"}, …]
+    monitor_flags = models.JSONField(default=list, blank=True)
     predicted_category = models.ForeignKey("conversations.Category", null=True, blank=True, on_delete=models.SET_NULL,
                                            related_name="+")
     category_confidence = models.FloatField(null=True, blank=True)

@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from conversations.models import Category, Message, Ticket
-from drafts import classifier, llm, responder
+from drafts import classifier, llm, monitors, responder
 from drafts.grounding import grounding_check
 from drafts.models import Draft
 from knowledge.models import KnowledgeSource
@@ -72,6 +72,7 @@ class DraftOutcome:
     cost_usd: Decimal = Decimal("0")
     llm_attempts: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
+    monitor_flags: list[dict] = field(default_factory=list)
 
 
 def _category_by_slug(slug: str) -> Category | None:
@@ -80,7 +81,7 @@ def _category_by_slug(slug: str) -> Category | None:
 
 def draft_compose(*, message: str, history: Sequence[tuple[str, str]] = (), category: Category | None = None,
                   recorder: SpanCollector | None = None, force_offline: bool = False,
-                  exclude_document_ids: Sequence[int] = ()) -> DraftOutcome:
+                  exclude_document_ids: Sequence[int] = (), customer_email: str = "") -> DraftOutcome:
     """Run classify → retrieve → generate → check for one customer message and return the outcome (nothing is
     stored but the recorder's spans; pass a plain :class:`SpanCollector` to store nothing at all). ``history`` is
     the earlier turns as (role, body); ``exclude_document_ids`` keeps resolved-ticket documents out of retrieval
@@ -165,14 +166,17 @@ def draft_compose(*, message: str, history: Sequence[tuple[str, str]] = (), cate
         if "prompt_injection" in flags and not outcome_fields["needs_human"]:
             outcome_fields["needs_human"] = True
             outcome_fields["abstain_reason"] = outcome_fields["abstain_reason"] or "the message contains instructions to the assistant"
+        fired = [] if outcome_fields["strategy"] == "abstain" else monitors.monitors_run(monitors.MonitorInput(
+            reply=outcome_fields["body"], grounding_score=g.score, customer_email=customer_email,
+            customer_text="\n".join([message, *(b for r, b in history if r == "customer")])))
         s.output = {"grounding_score": g.score, "supported": g.supported, "counted": g.counted,
-                    "unsupported": g.unsupported[:5], "flags": flags,
+                    "unsupported": g.unsupported[:5], "flags": flags, "monitors": fired,
                     "cited_sources": [c["external_id"] for c in outcome_fields["citations"]]}
 
     return DraftOutcome(
         prompt_version_id=prompt.pk if prompt is not None else None, grounding_score=g.score, flags=flags,
         category=category, category_confidence=category_confidence, intent=intent,
-        latency_ms=recorder.step_latency_ms(),
+        latency_ms=recorder.step_latency_ms(), monitor_flags=fired,
         **outcome_fields,
     )
 
@@ -197,7 +201,7 @@ def draft_generate(*, draft_id: int) -> Draft | None:
     )
     if claimed != 1:
         return None
-    draft = Draft.objects.select_related("ticket__category", "message").get(pk=draft_id)
+    draft = Draft.objects.select_related("ticket__category", "ticket__customer", "message").get(pk=draft_id)
     ticket, message = draft.ticket, draft.message
     Ticket.objects.filter(pk=ticket.pk).exclude(status=Ticket.Status.RESOLVED).update(status=Ticket.Status.DRAFTING,
                                                                                    updated_at=now)
@@ -209,7 +213,7 @@ def draft_generate(*, draft_id: int) -> Draft | None:
     )
     try:
         outcome = draft_compose(message=message.body, history=_history(ticket, message.turn_index),
-                                category=ticket.category, recorder=recorder)
+                                category=ticket.category, recorder=recorder, customer_email=ticket.customer.email)
     except Exception as exc:  # the model failed after its retries, or a bug: the draft must not stay pending
         log.warning("draft %s failed: %s", draft_id, type(exc).__name__)
         with transaction.atomic():
@@ -228,7 +232,7 @@ def draft_generate(*, draft_id: int) -> Draft | None:
                 model=outcome.model, prompt_version_id=outcome.prompt_version_id, citations=outcome.citations,
                 confidence=outcome.confidence, needs_human=outcome.needs_human,
                 abstain_reason=outcome.abstain_reason[:200], grounding_score=outcome.grounding_score,
-                flags=outcome.flags, predicted_category=outcome.category if ticket.category_id is None else None,
+                flags=outcome.flags, monitor_flags=outcome.monitor_flags, predicted_category=outcome.category if ticket.category_id is None else None,
                 category_confidence=outcome.category_confidence, prompt_tokens=outcome.prompt_tokens,
                 completion_tokens=outcome.completion_tokens, cost_usd=outcome.cost_usd, latency_ms=outcome.latency_ms,
                 trace=recorder.trace, error="", updated_at=timezone.now(),

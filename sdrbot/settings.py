@@ -144,6 +144,7 @@ RESPONDER_ADAPT_MIN_SIMILARITY = env.float("RESPONDER_ADAPT_MIN_SIMILARITY", def
 # offline responder: abstain (needs human) when the best passage is below this cosine similarity
 RESPONDER_MIN_SIMILARITY = env.float("RESPONDER_MIN_SIMILARITY", default=0.45)
 GROUNDING_SUPPORT_THRESHOLD = env.float("GROUNDING_SUPPORT_THRESHOLD", default=0.5)
+MONITOR_MIN_GROUNDING = env.float("MONITOR_MIN_GROUNDING", default=0.5)  # below: the low_grounding monitor fires
 
 # --- knowledge base ----------------------------------------------------------------------------------------------
 KB_CHUNK_TARGET_TOKENS = env.int("KB_CHUNK_TARGET_TOKENS", default=200)
