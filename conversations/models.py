@@ -30,10 +30,22 @@ class Customer(models.Model):
 class Category(models.Model):
     """A ticket category: the unit of routing, prompts and (later) rollout gates."""
 
+    class Phase(models.TextChoices):
+        OFFLINE = "offline", "Offline"
+        INTERNAL = "internal", "Internal"
+        CUSTOMER_FACING = "customer_facing", "Customer-facing"
+
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # rollout (drafts.rollout): changed only through its services, each change audited in PhaseChange
+    phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.OFFLINE)
+    auto_send = models.BooleanField(default=False)
+    auto_send_min_confidence = models.FloatField(default=0.8)
+    # {"tz": "Europe/Paris", "days": [0,1,2,3,4], "start": "09:00", "end": "18:00"}; empty = always open
+    business_hours = models.JSONField(default=dict, blank=True)
+    gate_overrides = models.JSONField(default=dict, blank=True)  # criterion name → threshold
 
     class Meta:
         ordering = ["name"]

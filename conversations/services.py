@@ -68,6 +68,7 @@ def message_receive(
         )
     else:
         ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        previous_status = ticket.status
         if external_id:
             existing = Message.objects.filter(ticket=ticket, external_id=external_id).first()
             if existing is not None:
@@ -80,6 +81,10 @@ def message_receive(
         ticket=ticket, role=Message.Role.CUSTOMER, body=body, turn_index=0 if turn is None else turn + 1,
         external_id=external_id, sent_at=sent_at or now,
     )
+    if turn is not None:
+        from drafts.rollout import signals_record
+
+        signals_record(message=message, previous_status=previous_status)
     ticket.last_customer_message_at = message.sent_at
     ticket.updated_at = now
     ticket.save(update_fields=["status", "resolved_at", "last_customer_message_at", "updated_at"])

@@ -56,6 +56,12 @@ class Draft(models.Model):
     ticket = models.ForeignKey("conversations.Ticket", on_delete=models.CASCADE, related_name="drafts")
     message = models.ForeignKey("conversations.Message", on_delete=models.CASCADE, related_name="drafts")
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
+    # the ticket's category when the draft was stored (rollout windows aggregate by it without a join)
+    category = models.ForeignKey("conversations.Category", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="drafts")
+    # what the rollout decided when the draft was stored: would it have been auto-sent (shadow, in internal)?
+    would_auto_send = models.BooleanField(null=True, blank=True)
+    auto_sent = models.BooleanField(default=False)
     body = models.TextField(blank=True)
     generator = models.CharField(max_length=12, choices=Generator.choices, blank=True)
     strategy = models.CharField(max_length=32, blank=True)  # offline: adapt_resolved | compose | abstain; llm
@@ -98,7 +104,9 @@ class Draft(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["message"], condition=~Q(status="discarded"), name="draft_one_live_per_message"),
         ]
-        indexes = [models.Index(fields=["ticket", "status"])]
+        indexes = [models.Index(fields=["ticket", "status"]),
+                   models.Index(fields=["category", "status", "sent_at"]),
+                   models.Index(fields=["category", "auto_sent", "sent_at"])]
 
     def __str__(self) -> str:
         return f"draft {self.pk} ({self.status}) for ticket {self.ticket_id}"
@@ -161,6 +169,63 @@ class DatasetItem(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["dataset", "ticket"], name="dataset_item_unique_ticket")]
+
+
+class PhaseChange(models.Model):
+    """Audit of a category's rollout phase: who (None = the system), when, why, whether a closed gate was
+    overridden, and the gate metrics at that moment. Rows are never edited."""
+
+    category = models.ForeignKey("conversations.Category", on_delete=models.CASCADE, related_name="phase_changes")
+    from_phase = models.CharField(max_length=16)
+    to_phase = models.CharField(max_length=16)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.TextField()
+    override = models.BooleanField(default=False)
+    automatic = models.BooleanField(default=False)
+    metrics = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class ReplySignal(models.Model):
+    """An implicit signal about a bot reply, recorded in customer-facing categories: the customer asked for a
+    human, reopened the ticket within ``REOPEN_WINDOW_DAYS``, repeated the question, or rated the answer."""
+
+    class Kind(models.TextChoices):
+        HUMAN_REQUEST = "human_request"
+        REOPEN = "reopen"
+        REPEAT = "repeat_question"
+        RATING = "rating"
+
+    draft = models.ForeignKey(Draft, on_delete=models.CASCADE, related_name="signals")
+    category = models.ForeignKey("conversations.Category", null=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    value = models.FloatField(null=True, blank=True)  # rating: 1 up, 0 down
+    message = models.ForeignKey("conversations.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["draft", "kind"], name="signal_one_kind_per_draft")]
+        indexes = [models.Index(fields=["category", "kind", "created_at"])]
+
+
+class ReplayRun(models.Model):
+    """The result of an offline replay of one category (draft_replay --record): the evidence of the
+    offline → internal gate."""
+
+    category = models.ForeignKey("conversations.Category", on_delete=models.CASCADE, related_name="replay_runs")
+    n = models.PositiveIntegerField()
+    edit_similarity = models.FloatField()
+    baseline_similarity = models.FloatField(null=True, blank=True)
+    grounding = models.FloatField(null=True, blank=True)
+    abstain_rate = models.FloatField()
+    metrics = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
 
 
 class ClassifierModel(models.Model):

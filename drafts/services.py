@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from conversations.models import Category, Message, Ticket
-from drafts import classifier, llm, monitors, responder
+from drafts import classifier, llm, monitors, responder, rollout
 from drafts.grounding import grounding_check
 from drafts.models import Draft
 from knowledge.models import KnowledgeSource
@@ -237,7 +237,14 @@ def draft_generate(*, draft_id: int) -> Draft | None:
                 completion_tokens=outcome.completion_tokens, cost_usd=outcome.cost_usd, latency_ms=outcome.latency_ms,
                 trace=recorder.trace, error="", updated_at=timezone.now(),
             )
+            category = ticket.category or outcome.category
+            decision_args = dict(category=category, confidence=outcome.confidence, needs_human=outcome.needs_human,
+                                 monitor_flags=outcome.monitor_flags, now=timezone.now())
+            fields["category"] = category
+            fields["would_auto_send"] = not rollout.autosend_blockers(**decision_args, shadow=True)
+            blockers = rollout.autosend_blockers(**decision_args)
             stored = Draft.objects.filter(pk=draft_id, status=Draft.Status.PENDING, claimed_at=now).update(**fields)
+            s.metadata["auto_send"] = "sent" if not blockers else "; ".join(blockers)
             if stored == 1:
                 ticket_fields: dict[str, Any] = {"status": Ticket.Status.AWAITING_AGENT, "updated_at": timezone.now()}
                 Ticket.objects.filter(pk=ticket.pk, status=Ticket.Status.DRAFTING).update(**ticket_fields)
@@ -247,6 +254,11 @@ def draft_generate(*, draft_id: int) -> Draft | None:
                 if outcome.intent and not ticket.intent:
                     Ticket.objects.filter(pk=ticket.pk, intent="").update(intent=outcome.intent)
             s.output = {"stored": stored == 1, "draft_id": draft_id}
+            if stored == 1 and not blockers:
+                # the side effect: sent at most once per draft (rollout.draft_autosend claims the draft row)
+                with recorder.span("auto_send", "tool") as a:
+                    bot_message = rollout.draft_autosend(draft_id=draft_id)
+                    a.output = {"message_id": bot_message.pk if bot_message else None}
         recorder.finish(
             status="ok" if stored == 1 else "error",
             output={"body": outcome.body, "needs_human": outcome.needs_human, "stored": stored == 1},

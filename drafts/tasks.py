@@ -14,3 +14,11 @@ def draft_generate(draft_id: int) -> str:
 
     draft = services.draft_generate(draft_id=draft_id)
     return "skipped" if draft is None else draft.status
+
+
+@shared_task(name="drafts.rollout_breaker", time_limit=120, soft_time_limit=100)
+def rollout_breaker() -> list[str]:
+    """Periodic (beat): demote customer-facing categories whose bot replies go wrong (drafts.rollout)."""
+    from drafts import rollout
+
+    return [c.category.slug for c in rollout.breaker_run()]

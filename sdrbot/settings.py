@@ -112,6 +112,10 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
+    "rollout-circuit-breaker": {
+        "task": "drafts.rollout_breaker",
+        "schedule": env.float("ROLLOUT_BREAKER_SECONDS", default=300.0),
+    },
     "knowledge-refresh-due-sources": {
         "task": "knowledge.sources_refresh_due",
         "schedule": env.float("KB_REFRESH_CHECK_SECONDS", default=900.0),
@@ -179,6 +183,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Serve static files straight from the app folders (no collectstatic needed for the demo); production runs
 # collectstatic and may turn this off (docs/deploy.md).
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="sdrbot@localhost")
 LOGIN_URL = "/console/login/"
 LOGIN_REDIRECT_URL = "/console/"
 SESSION_COOKIE_HTTPONLY = True

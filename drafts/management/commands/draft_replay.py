@@ -30,6 +30,8 @@ class Command(BaseCommand):
         parser.add_argument("--classify", action="store_true",
                             help="do not pass the true category: the classifier must find it (its accuracy is reported)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument("--record", action="store_true",
+                            help="store each category's figures as its offline replay (the offline → internal gate)")
 
     def handle(self, *args, **opts) -> None:
         if opts["file"]:
@@ -49,6 +51,16 @@ class Command(BaseCommand):
         with tqdm(total=len(cases), unit="ticket", disable=opts["json"] or opts["verbosity"] == 0,
                   file=self.stderr._out) as bar:
             report = replay(cases, given_category=not opts["classify"], progress=bar.update)
+        if opts["record"]:
+            from conversations.models import Category
+            from drafts.models import ReplayRun
+
+            cats = {c.slug: c for c in Category.objects.filter(slug__in=report["categories"])}
+            ReplayRun.objects.bulk_create([
+                ReplayRun(category=cats[slug], n=row["n"], edit_similarity=row["edit_similarity"],
+                          baseline_similarity=row.get("baseline_similarity"), grounding=row["grounding"],
+                          abstain_rate=row["abstain_rate"], metrics=row)
+                for slug, row in report["categories"].items() if slug in cats])
         if opts["json"]:
             self.stdout.write(json.dumps(report))
             return
