@@ -148,3 +148,85 @@ def datasets_by_category() -> list[Dataset]:
 
 def categories() -> list[Category]:
     return list(Category.objects.order_by("name").only("slug", "name"))
+
+
+# ---------------------------------------------------------------------------------------------- rollout dashboard
+
+_TRENDS_SQL = """
+SELECT d.category_id, date_trunc('week', d.sent_at) AS wk,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY d.edit_distance) FILTER (WHERE NOT d.auto_sent) AS median_ed,
+       avg((d.edit_bucket IN ('unchanged', 'light'))::int) FILTER (WHERE NOT d.auto_sent AND d.edit_distance IS NOT NULL) AS light,
+       count(*) FILTER (WHERE d.auto_sent) AS auto_n,
+       avg((NOT f.thumbs_up)::int) AS down
+FROM drafts_draft d
+LEFT JOIN LATERAL (SELECT bool_and(ff.thumbs_up) AS thumbs_up FROM drafts_feedback ff WHERE ff.draft_id = d.id) f ON true
+WHERE d.status = 'sent' AND d.sent_at >= now() - interval '12 weeks' AND d.category_id IS NOT NULL
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+_SHADOW_SQL = """
+SELECT category_id,
+       count(*) FILTER (WHERE would_auto_send AND status = 'sent' AND NOT auto_sent AND edit_distance IS NOT NULL),
+       count(*) FILTER (WHERE would_auto_send AND status = 'sent' AND NOT auto_sent AND edit_bucket IN ('unchanged', 'light'))
+FROM drafts_draft WHERE category_id IS NOT NULL GROUP BY category_id
+"""
+_REASONS_SQL = """
+SELECT d.category_id, r.reason, count(*) FROM drafts_feedback f JOIN drafts_draft d ON d.id = f.draft_id,
+     jsonb_array_elements_text(f.reasons) AS r(reason)
+WHERE d.category_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC
+"""
+_FALLBACKS_SQL = """
+SELECT category_id, date_trunc('week', created_at), count(*) FROM drafts_phasechange
+WHERE automatic AND created_at >= now() - interval '12 weeks' GROUP BY 1, 2
+"""
+
+
+def rollout_dashboard() -> list[dict[str, Any]]:
+    """Per category: phase, next gate (criteria with value, threshold, sample), shadow precision of the internal
+    phase (drafts that would have been auto-sent and that agents sent unchanged or lightly edited), feedback reasons,
+    weekly trends (median edit distance, share light, thumbs down, auto-sent volume, fallbacks) for 12 weeks.
+    Aggregates run in SQL: four statements for all categories, plus one per category for its gate."""
+    from django.db import connection
+
+    from drafts import rollout
+
+    cats = list(Category.objects.order_by("name"))
+    with connection.cursor() as cur:
+        cur.execute(_TRENDS_SQL)
+        trends: dict[int, list[tuple]] = {}
+        for cid, wk, med, light, auto_n, down in cur.fetchall():
+            trends.setdefault(cid, []).append((wk, med, light, auto_n, down))
+        cur.execute(_SHADOW_SQL)
+        shadow = {cid: (n, ok) for cid, n, ok in cur.fetchall()}
+        cur.execute(_REASONS_SQL)
+        reasons: dict[int, list[tuple[str, int]]] = {}
+        for cid, reason, n in cur.fetchall():
+            reasons.setdefault(cid, []).append((reason, n))
+        cur.execute(_FALLBACKS_SQL)
+        fallbacks: dict[int, dict] = {}
+        for cid, wk, n in cur.fetchall():
+            fallbacks.setdefault(cid, {})[wk] = n
+    rows = []
+    for c in cats:
+        gate = rollout.gate_for(c)
+        weeks = trends.get(c.pk, [])
+        n_shadow, ok_shadow = shadow.get(c.pk, (0, 0))
+        rows.append({
+            "category": c, "gate": gate, "breaker": rollout.breaker_metrics(c) if c.phase == "customer_facing" else None,
+            "shadow_n": n_shadow, "shadow_precision": (ok_shadow / n_shadow) if n_shadow else None,
+            "reasons": reasons.get(c.pk, []),
+            "series": {
+                "median edit distance": [w[1] for w in weeks],
+                "share unchanged/light": [w[2] for w in weeks],
+                "thumbs down": [w[4] for w in weeks],
+                "auto-sent": [w[3] for w in weeks],
+                "fallbacks": [fallbacks.get(c.pk, {}).get(w[0], 0) for w in weeks],
+            },
+            "weeks": len(weeks),
+        })
+    return rows
+
+
+def flagged_drafts(limit: int = 200) -> list[Draft]:
+    """Drafts with monitor flags, newest first (sent ones are replies to follow up)."""
+    return list(Draft.objects.exclude(monitor_flags=[]).select_related("ticket", "category", "sent_by")
+                .order_by("-updated_at")[:limit])

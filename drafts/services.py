@@ -300,15 +300,23 @@ def draft_send(*, draft_id: int, actor, body: str, expected_version: int | None,
         raise DraftNotSendable(f"this draft is {draft.status}; it cannot be sent")
     message = agent_message_create(ticket=ticket, actor=actor, body=body, origin="draft", send_token=send_token)
     m = edit_metrics(draft.body, body)
+    # what was actually sent is monitored too: flagged for follow-up, never blocked (a human decided)
+    sent_flags = monitors.monitors_run(monitors.MonitorInput(
+        reply=body, grounding_score=None, customer_email=ticket.customer.email if ticket.customer_id else "",
+        customer_text="\n".join(Message.objects.filter(ticket=ticket, role=Message.Role.CUSTOMER)
+                                 .values_list("body", flat=True))))
     now = timezone.now()
     Draft.objects.filter(pk=draft.pk).update(
         status=Draft.Status.SENT, sent_message=message, sent_by=actor, sent_at=now, edit_distance=m.distance,
         chars_inserted=m.chars_inserted, chars_deleted=m.chars_deleted, edit_bucket=m.bucket, diff=m.diff,
-        updated_at=now)
+        monitor_flags=[{**f, "blocking": False, "on": "sent"} for f in sent_flags], updated_at=now)
     if draft.trace is not None:
         for name, value, string_value in (("edit_distance", m.distance, ""), ("edit_bucket", None, m.bucket),
                                           ("chars_inserted", m.chars_inserted, ""), ("chars_deleted", m.chars_deleted, "")):
             score_record(trace=draft.trace, name=name, value=value, string_value=string_value, source="human", author=actor)
+        for f in sent_flags:
+            score_record(trace=draft.trace, name=f"monitor:{f['monitor']}", value=1.0, string_value="sent",
+                         comment=f["evidence"])
     return message
 
 

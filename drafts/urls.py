@@ -15,5 +15,9 @@ urlpatterns = [
     path("tickets/<int:ticket_id>/<str:action>/", views.ticket_action, name="ticket-action"),
     path("replies/<int:message_id>/diff/", views.reply_diff, name="diff"),
     path("datasets/", views.datasets, name="datasets"),
+    path("rollout/", views.rollout_dashboard, name="rollout"),
+    path("rollout/<int:category_id>/phase/", views.rollout_phase, name="rollout-phase"),
+    path("rollout/<int:category_id>/history/", views.rollout_history, name="rollout-history"),
+    path("flagged/", views.flagged, name="flagged"),
     path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset"),
 ]

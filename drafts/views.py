@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from conversations import services as conv
+from conversations.models import Category
 from drafts import selectors, services
 from drafts.models import Draft, Feedback
 from sdrbot.access import is_admin, staff_required
@@ -220,3 +221,74 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
         raise Http404 from exc
     items = dataset.items.select_related("ticket", "created_by").order_by("-created_at")[:500]
     return render(request, "console/dataset.html", {"dataset": dataset, "items": items})
+
+
+# --------------------------------------------------------------------------------------------------------- rollout
+
+
+def admin_required(view):
+    """Admins only (agents get 403; anonymous users the login)."""
+    from functools import wraps
+
+    from django.core.exceptions import PermissionDenied
+
+    @wraps(view)
+    @staff_required
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not is_admin(request.user):
+            raise PermissionDenied("rollout settings are for admins")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@admin_required
+@require_GET
+def rollout_dashboard(request: HttpRequest) -> HttpResponse:
+    from drafts import rollout
+
+    return render(request, "console/rollout.html", {
+        "rows": selectors.rollout_dashboard(), "fallbacks": rollout.recent_fallbacks(), "defaults": rollout.DEFAULTS})
+
+
+@admin_required
+@require_POST
+def rollout_phase(request: HttpRequest, category_id: int) -> HttpResponse:
+    """Promote or demote one category (drafts.rollout.category_phase_set); a closed gate answers 409 with why."""
+    from django.contrib import messages
+
+    from drafts import rollout
+
+    try:
+        change = rollout.category_phase_set(category_id=category_id, actor=request.user,
+                                            to_phase=request.POST.get("to_phase", ""),
+                                            reason=request.POST.get("reason", ""),
+                                            override=request.POST.get("override") == "on")
+    except rollout.GateClosed as exc:
+        messages.error(request, f"Not promoted: {exc}. Tick “override” and write why to promote anyway.")
+        return redirect("console:rollout")
+    except (ValueError, PermissionError) as exc:
+        messages.error(request, f"Not changed: {exc}")
+        return redirect("console:rollout")
+    except Category.DoesNotExist as exc:
+        raise Http404 from exc
+    messages.success(request, f"{change.category.name}: {change.from_phase} → {change.to_phase}.")
+    return redirect("console:rollout")
+
+
+@admin_required
+@require_GET
+def rollout_history(request: HttpRequest, category_id: int) -> HttpResponse:
+    from drafts.models import PhaseChange
+
+    category = Category.objects.filter(pk=category_id).first()
+    if category is None:
+        raise Http404
+    changes = PhaseChange.objects.filter(category=category).select_related("actor")[:200]
+    return render(request, "console/rollout_history.html", {"category": category, "changes": changes})
+
+
+@staff_required
+@require_GET
+def flagged(request: HttpRequest) -> HttpResponse:
+    return render(request, "console/flagged.html", {"drafts": selectors.flagged_drafts()})
