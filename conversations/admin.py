@@ -3,6 +3,7 @@ read-only (they change through conversations' services and ``manage.py tickets_i
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
@@ -23,12 +24,61 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class CategoryForm(forms.ModelForm):
+    class Meta:
+        model = Category
+        fields = "__all__"
+
+    def clean_gate_overrides(self):
+        from drafts.rollout import DEFAULTS
+
+        value = self.cleaned_data["gate_overrides"] or {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("a JSON object: criterion name → threshold")
+        unknown = sorted(set(value) - set(DEFAULTS))
+        if unknown:
+            raise forms.ValidationError(f"unknown criteria {unknown}; known: {sorted(DEFAULTS)}")
+        for k, v in value.items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                raise forms.ValidationError(f"{k}: a non-negative number, not {v!r}")
+        return value
+
+    def clean_business_hours(self):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        value = self.cleaned_data["business_hours"] or {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError('a JSON object like {"tz": "Europe/Paris", "days": [0,1,2,3,4], "start": "09:00", "end": "18:00"}')
+        try:
+            ZoneInfo(value.get("tz", "UTC"))
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise forms.ValidationError(f"tz: unknown time zone {value.get('tz')!r}") from exc
+        if not all(isinstance(d, int) and 0 <= d <= 6 for d in value.get("days", [])):
+            raise forms.ValidationError("days: whole numbers 0 (Monday) to 6 (Sunday)")
+        for key in ("start", "end"):
+            hhmm = value.get(key, "00:00")
+            if not (isinstance(hhmm, str) and len(hhmm) == 5 and hhmm[2] == ":" and hhmm.replace(":", "").isdigit()):
+                raise forms.ValidationError(f"{key}: a 24-hour time HH:MM")
+        return value
+
+    def clean_auto_send_min_confidence(self):
+        value = self.cleaned_data["auto_send_min_confidence"]
+        if not 0 <= value <= 1:
+            raise forms.ValidationError("between 0 and 1")
+        return value
+
+
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "ticket_count", "created_at")
+    """Categories, and their rollout settings. The phase is read-only here: it changes through the rollout
+    dashboard, where every change is audited and promotions are gated."""
+
+    form = CategoryForm
+    list_display = ("name", "slug", "phase", "auto_send", "auto_send_min_confidence", "ticket_count", "created_at")
+    list_filter = ("phase", "auto_send")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("created_at",)
+    readonly_fields = ("created_at", "phase")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Category]:
         return super().get_queryset(request).annotate(n_tickets=Count("tickets"))

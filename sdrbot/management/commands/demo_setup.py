@@ -15,6 +15,7 @@ from conversations.models import Message, Ticket
 DEMO_USER = "admin"
 SPLIT_SEED = 7
 LIVE_TICKETS = 24  # held-out questions replayed as new inbound messages, drafted by the worker when the demo starts
+SHOWCASE_CATEGORY = "account"  # put customer-facing (by an audited override) so the demo shows the bot answering
 
 
 class Command(BaseCommand):
@@ -56,12 +57,43 @@ class Command(BaseCommand):
         if current is None or abs(current.trained_on - train) > train * 0.02:
             self.stdout.write("training the category and intent classifiers (about a minute)")
             call_command("classifier_train", **out)
+        self._rollout(user)
         if not opts["no_live"]:
             self._live_tickets()
         self.stdout.write(self.style.SUCCESS(
             f"demo ready. Log in at /admin/ as user '{DEMO_USER}' with password '{password}' "
             "(set DEMO_ADMIN_PASSWORD to choose another)."
         ))
+
+    def _rollout(self, admin) -> None:
+        """Categories in all three phases, each change audited: the offline replay of the held-out tickets opens
+        the offline → internal gate where the figures allow; one category is put customer-facing by an explicit,
+        written override (no agent-sent drafts exist yet to open its gate) so the demo shows the bot answering."""
+        from io import StringIO
+
+        from conversations.models import Category
+        from drafts import rollout
+        from drafts.models import PhaseChange, ReplayRun
+
+        if PhaseChange.objects.exists():
+            return
+        if not ReplayRun.objects.exists():
+            self.stdout.write("offline replay of the held-out tickets, per category (about a minute)")
+            call_command("draft_replay", split="test", record=True, json=True, stdout=StringIO(), stderr=StringIO())
+        promoted = []
+        for category in Category.objects.filter(phase=Category.Phase.OFFLINE):
+            if rollout.gate_offline_to_internal(category).open:
+                rollout.category_phase_set(category_id=category.pk, actor=admin, to_phase=Category.Phase.INTERNAL,
+                                           reason="offline replay passed its gate")
+                promoted.append(category.slug)
+        showcase = Category.objects.filter(slug=SHOWCASE_CATEGORY, phase=Category.Phase.INTERNAL).first()
+        if showcase is not None:
+            rollout.category_phase_set(
+                category_id=showcase.pk, actor=admin, to_phase=Category.Phase.CUSTOMER_FACING, override=True,
+                reason="Demo: lets the account category answer by itself before agents have sent enough drafts")
+            Category.objects.filter(pk=showcase.pk).update(auto_send=True, auto_send_min_confidence=0.8)
+        self.stdout.write(f"rollout: {len(promoted)} categories internal ({', '.join(promoted)}); "
+                          f"{SHOWCASE_CATEGORY} customer-facing with auto-send; the rest offline")
 
     def _live_tickets(self) -> None:
         """New inbound messages (from held-out tickets, so nothing leaks from the resolved-ticket corpus) that the
