@@ -444,7 +444,7 @@ def test_admin_lists_and_read_only_ticket(tmp_path: Path, client, admin_user, dj
     run(write_jsonl(tmp_path / "a.jsonl", [qa(f"a{i}", "Account") for i in range(12)] + [qa("b1", "Billing")]),
         "--format", "jsonl")
     client.force_login(admin_user)
-    with django_assert_max_num_queries(9)  # 8 + the admins' fallback banner:
+    with django_assert_max_num_queries(9):  # 8 + the admins' fallback banner
         resp = client.get("/admin/conversations/ticket/")
     assert resp.status_code == 200 and "Question a3: why was I charged twice?" in resp.content.decode()
     resp = client.get("/admin/conversations/category/")
