@@ -106,7 +106,13 @@ class Draft(models.Model):
         ]
         indexes = [models.Index(fields=["ticket", "status"]),
                    models.Index(fields=["category", "status", "sent_at"]),
-                   models.Index(fields=["category", "auto_sent", "sent_at"])]
+                   models.Index(fields=["category", "auto_sent", "sent_at"]),
+                   # dashboard: sent drafts by week (index-only scan) and the shadow-precision counts
+                   models.Index(fields=["sent_at"], name="draft_sent_week_idx",
+                                include=["id", "category", "auto_sent", "would_auto_send", "edit_distance", "edit_bucket"],
+                                condition=Q(status="sent")),
+                   models.Index(fields=["category"], name="draft_shadow_idx", include=["edit_distance", "edit_bucket"],
+                                condition=Q(would_auto_send=True, status="sent", auto_sent=False))]
 
     def __str__(self) -> str:
         return f"draft {self.pk} ({self.status}) for ticket {self.ticket_id}"
@@ -139,6 +145,8 @@ class Feedback(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["draft", "user"], name="feedback_one_per_user")]
+        indexes = [models.Index(fields=["draft"], name="feedback_with_reasons_idx", include=["reasons"],
+                                condition=~Q(reasons=[]))]
 
 
 class Dataset(models.Model):
@@ -209,6 +217,22 @@ class ReplySignal(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["draft", "kind"], name="signal_one_kind_per_draft")]
         indexes = [models.Index(fields=["category", "kind", "created_at"])]
+
+
+class RolloutWeek(models.Model):
+    """Weekly rollup of a category's sent drafts for the dashboard's trends (closed weeks; the current week is
+    aggregated live). Recomputed by ``drafts.rollout.rollout_weeks_refresh`` (beat, nightly, recent weeks)."""
+
+    category = models.ForeignKey("conversations.Category", on_delete=models.CASCADE, related_name="+")
+    week = models.DateTimeField()  # date_trunc('week', sent_at)
+    median_edit_distance = models.FloatField(null=True)
+    light_share = models.FloatField(null=True)
+    auto_sent = models.PositiveIntegerField(default=0)
+    thumbs_down_rate = models.FloatField(null=True)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["category", "week"], name="rollout_week_unique")]
 
 
 class ReplayRun(models.Model):

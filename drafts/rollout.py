@@ -399,3 +399,29 @@ def recent_fallbacks(days: int = 7) -> list[PhaseChange]:
     """Automatic demotions of the last ``days`` days, for the admins' banner."""
     since = timezone.now() - timedelta(days=days)
     return list(PhaseChange.objects.filter(automatic=True, created_at__gte=since).select_related("category")[:10])
+
+
+_ROLLUP_SQL = """
+INSERT INTO drafts_rolloutweek (category_id, week, median_edit_distance, light_share, auto_sent, thumbs_down_rate, computed_at)
+SELECT d.category_id, date_trunc('week', d.sent_at) AS wk,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY d.edit_distance) FILTER (WHERE NOT d.auto_sent),
+       avg((d.edit_bucket IN ('unchanged', 'light'))::int) FILTER (WHERE NOT d.auto_sent AND d.edit_distance IS NOT NULL),
+       count(*) FILTER (WHERE d.auto_sent), avg((NOT f.thumbs_up)::int), now()
+FROM drafts_draft d
+LEFT JOIN (SELECT draft_id, bool_and(thumbs_up) AS thumbs_up FROM drafts_feedback GROUP BY draft_id) f ON f.draft_id = d.id
+WHERE d.status = 'sent' AND d.category_id IS NOT NULL
+  AND d.sent_at >= date_trunc('week', now()) - make_interval(weeks => %s) AND d.sent_at < date_trunc('week', now())
+GROUP BY 1, 2
+ON CONFLICT (category_id, week) DO UPDATE SET median_edit_distance = EXCLUDED.median_edit_distance,
+    light_share = EXCLUDED.light_share, auto_sent = EXCLUDED.auto_sent, thumbs_down_rate = EXCLUDED.thumbs_down_rate,
+    computed_at = EXCLUDED.computed_at
+"""
+
+
+def rollout_weeks_refresh(*, weeks: int = 2) -> int:
+    """Recompute the dashboard's weekly rollup for the last ``weeks`` closed weeks (late feedback changes a week's
+    thumbs-down rate, so recent weeks are recomputed nightly; ``weeks=12`` rebuilds the whole chart). Returns the
+    rows written. One SQL statement."""
+    with connection.cursor() as cur:
+        cur.execute(_ROLLUP_SQL, [int(weeks)])
+        return cur.rowcount

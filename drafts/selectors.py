@@ -152,27 +152,32 @@ def categories() -> list[Category]:
 
 # ---------------------------------------------------------------------------------------------- rollout dashboard
 
+# trends: closed weeks come from the rollup (drafts.models.RolloutWeek), the current week is aggregated live
 _TRENDS_SQL = """
-SELECT d.category_id, date_trunc('week', d.sent_at) AS wk,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY d.edit_distance) FILTER (WHERE NOT d.auto_sent) AS median_ed,
-       avg((d.edit_bucket IN ('unchanged', 'light'))::int) FILTER (WHERE NOT d.auto_sent AND d.edit_distance IS NOT NULL) AS light,
-       count(*) FILTER (WHERE d.auto_sent) AS auto_n,
-       avg((NOT f.thumbs_up)::int) AS down
+SELECT category_id, week, median_edit_distance, light_share, auto_sent, thumbs_down_rate FROM drafts_rolloutweek
+WHERE week >= date_trunc('week', now() - interval '12 weeks') AND week < date_trunc('week', now())
+UNION ALL
+SELECT d.category_id, date_trunc('week', now()),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY d.edit_distance) FILTER (WHERE NOT d.auto_sent),
+       avg((d.edit_bucket IN ('unchanged', 'light'))::int) FILTER (WHERE NOT d.auto_sent AND d.edit_distance IS NOT NULL),
+       count(*) FILTER (WHERE d.auto_sent), avg((NOT f.thumbs_up)::int)
 FROM drafts_draft d
-LEFT JOIN LATERAL (SELECT bool_and(ff.thumbs_up) AS thumbs_up FROM drafts_feedback ff WHERE ff.draft_id = d.id) f ON true
-WHERE d.status = 'sent' AND d.sent_at >= now() - interval '12 weeks' AND d.category_id IS NOT NULL
-GROUP BY 1, 2 ORDER BY 1, 2
+LEFT JOIN (SELECT draft_id, bool_and(thumbs_up) AS thumbs_up FROM drafts_feedback GROUP BY draft_id) f ON f.draft_id = d.id
+WHERE d.status = 'sent' AND d.sent_at >= date_trunc('week', now()) AND d.category_id IS NOT NULL
+GROUP BY d.category_id
+ORDER BY 1, 2
 """
 _SHADOW_SQL = """
-SELECT category_id,
-       count(*) FILTER (WHERE would_auto_send AND status = 'sent' AND NOT auto_sent AND edit_distance IS NOT NULL),
-       count(*) FILTER (WHERE would_auto_send AND status = 'sent' AND NOT auto_sent AND edit_bucket IN ('unchanged', 'light'))
-FROM drafts_draft WHERE category_id IS NOT NULL GROUP BY category_id
+SELECT category_id, count(*) FILTER (WHERE edit_distance IS NOT NULL),
+       count(*) FILTER (WHERE edit_bucket IN ('unchanged', 'light'))
+FROM drafts_draft
+WHERE would_auto_send AND status = 'sent' AND NOT auto_sent AND category_id IS NOT NULL
+GROUP BY category_id
 """
 _REASONS_SQL = """
 SELECT d.category_id, r.reason, count(*) FROM drafts_feedback f JOIN drafts_draft d ON d.id = f.draft_id,
      jsonb_array_elements_text(f.reasons) AS r(reason)
-WHERE d.category_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC
+WHERE f.reasons <> '[]'::jsonb AND d.category_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2
 """
 _FALLBACKS_SQL = """
 SELECT category_id, date_trunc('week', created_at), count(*) FROM drafts_phasechange
@@ -183,8 +188,9 @@ WHERE automatic AND created_at >= now() - interval '12 weeks' GROUP BY 1, 2
 def rollout_dashboard() -> list[dict[str, Any]]:
     """Per category: phase, next gate (criteria with value, threshold, sample), shadow precision of the internal
     phase (drafts that would have been auto-sent and that agents sent unchanged or lightly edited), feedback reasons,
-    weekly trends (median edit distance, share light, thumbs down, auto-sent volume, fallbacks) for 12 weeks.
-    Aggregates run in SQL: four statements for all categories, plus one per category for its gate."""
+    weekly trends (median edit distance, share light, thumbs down, auto-sent volume, fallbacks) for 12 weeks —
+    closed weeks from the RolloutWeek rollup, the current week live. Aggregates run in SQL: four statements for all
+    categories, plus one per category for its gate."""
     from django.db import connection
 
     from drafts import rollout

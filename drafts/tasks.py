@@ -22,3 +22,11 @@ def rollout_breaker() -> list[str]:
     from drafts import rollout
 
     return [c.category.slug for c in rollout.breaker_run()]
+
+
+@shared_task(name="drafts.rollout_weeks_refresh", time_limit=600, soft_time_limit=540)
+def rollout_weeks_refresh() -> int:
+    """Nightly (beat): the weekly rollup behind the rollout dashboard's trends."""
+    from drafts import rollout
+
+    return rollout.rollout_weeks_refresh(weeks=2)

@@ -113,6 +113,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
+    "rollout-weekly-rollup": {"task": "drafts.rollout_weeks_refresh", "schedule": 6 * 3600.0},
     "rollout-circuit-breaker": {
         "task": "drafts.rollout_breaker",
         "schedule": env.float("ROLLOUT_BREAKER_SECONDS", default=300.0),

@@ -67,3 +67,27 @@ def test_fallback_banner_for_admins_only(client, agent_user, admin_user) -> None
     assert "Refund fell back to internal" in client.get(reverse("console:inbox")).content.decode()
     client.force_login(agent_user)
     assert "fell back" not in client.get(reverse("console:inbox")).content.decode()
+
+
+def test_trends_read_closed_weeks_from_the_rollup_and_the_current_week_live(admin_user) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from drafts import rollout
+    from drafts.models import RolloutWeek
+    from drafts.selectors import rollout_dashboard
+
+    cat = Category.objects.create(slug="orders", name="Orders", phase="internal")
+    old = sent_drafts(cat, [0.0, 0.2, 0.6])
+    Draft.objects.filter(pk__in=[d.pk for d in old]).update(sent_at=timezone.now() - dt.timedelta(days=15))
+    sent_drafts(cat, [0.1])  # this week (sent yesterday or today)
+    Draft.objects.filter(category=cat, sent_at__gt=timezone.now() - dt.timedelta(days=3)).update(sent_at=timezone.now())
+    row = rollout_dashboard()[0]
+    assert row["series"]["median edit distance"] == [0.1]  # only the live week before the rollup exists
+    assert rollout.rollout_weeks_refresh(weeks=12) == 1
+    week = RolloutWeek.objects.get()
+    assert week.median_edit_distance == pytest.approx(0.2) and week.light_share == pytest.approx(1 / 3)
+    row = rollout_dashboard()[0]
+    assert row["series"]["median edit distance"] == [pytest.approx(0.2), 0.1]
+    assert rollout.rollout_weeks_refresh(weeks=12) == 1 and RolloutWeek.objects.count() == 1  # idempotent

@@ -92,6 +92,7 @@ class Command(BaseCommand):
                 category_id=showcase.pk, actor=admin, to_phase=Category.Phase.CUSTOMER_FACING, override=True,
                 reason="Demo: lets the account category answer by itself before agents have sent enough drafts")
             Category.objects.filter(pk=showcase.pk).update(auto_send=True, auto_send_min_confidence=0.8)
+        rollout.rollout_weeks_refresh(weeks=12)
         self.stdout.write(f"rollout: {len(promoted)} categories internal ({', '.join(promoted)}); "
                           f"{SHOWCASE_CATEGORY} customer-facing with auto-send; the rest offline")
 
