@@ -162,7 +162,8 @@ SELECT d.category_id, date_trunc('week', now()),
        avg((d.edit_bucket IN ('unchanged', 'light'))::int) FILTER (WHERE NOT d.auto_sent AND d.edit_distance IS NOT NULL),
        count(*) FILTER (WHERE d.auto_sent), avg((NOT f.thumbs_up)::int)
 FROM drafts_draft d
-LEFT JOIN (SELECT draft_id, bool_and(thumbs_up) AS thumbs_up FROM drafts_feedback GROUP BY draft_id) f ON f.draft_id = d.id
+-- one index probe per draft of the current week, instead of aggregating all feedback ever given
+LEFT JOIN LATERAL (SELECT bool_and(ff.thumbs_up) AS thumbs_up FROM drafts_feedback ff WHERE ff.draft_id = d.id) f ON true
 WHERE d.status = 'sent' AND d.sent_at >= date_trunc('week', now()) AND d.category_id IS NOT NULL
 GROUP BY d.category_id
 ORDER BY 1, 2
