@@ -103,17 +103,90 @@ def _tsquery_sql(query: str) -> tuple[str, str]:
     return "replace(websearch_to_tsquery(%s::regconfig, %s)::text, ' & ', ' | ')::tsquery", query
 
 
+# Keyword candidates on a large knowledge base. A plain-language query is OR-ed over its lexemes, so a question
+# made of common words ("configure", "instance", "storage") matches most chunks, and ranking every match costs
+# ~15 µs a chunk with ts_rank_cd: hundreds of milliseconds at 100k chunks (docs/benchmarks.md). So when the
+# planner's statistics (pg_stats.most_common_elems of chunk.search_vector, kept by ANALYZE/autovacuum) estimate
+# that the query matches more than KB_FTS_MAX_RANKED chunks (default 500; 0 = no bound), only a bounded candidate
+# set is ranked: chunks containing the query's most selective lexemes (the rarest ones OR-ed while their estimated
+# matches add up to at most the bound; if even the rarest is more common than that, the rarest ones AND-ed until
+# the estimate falls under it), at most KB_FTS_MAX_RANKED of them, found through the GIN index. Candidates must
+# still match the whole query and are ranked against the whole query; if fewer than the requested number do (the
+# rare words are typos, say), up to KB_FTS_MAX_RANKED other matching chunks fill the rest of the list, ranked
+# after them. Below the bound (small knowledge bases, selective queries) every match is ranked exactly as without
+# it. Lexemes missing from the statistics are estimated as the planner does (half the least common listed
+# frequency); with no statistics yet, every match is ranked. Queries with explicit websearch operators keep their
+# AND semantics and are always ranked in full.
+_PLAN_SQL = r"""
+mce AS (
+    SELECT s.most_common_elems::text::text[] AS elems, s.most_common_elem_freqs AS freqs
+    FROM pg_stats s
+    WHERE s.schemaname = current_schema() AND s.tablename = 'knowledge_chunk' AND s.attname = 'search_vector'
+),
+words AS (
+    SELECT w.lexeme, t.n, t.n * coalesce(f.freq, (SELECT freqs[cardinality(elems) + 1] / 2 FROM mce), 0) AS est
+    FROM (SELECT greatest(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = 'knowledge_chunk'::regclass) t
+    CROSS JOIN unnest(tsvector_to_array(to_tsvector(%s::regconfig, %s))) AS w(lexeme)
+    LEFT JOIN (SELECT u.lexeme, u.freq FROM mce, unnest(mce.elems, mce.freqs[1:cardinality(mce.elems)]) AS u(lexeme, freq)) f
+           ON f.lexeme = w.lexeme
+),
+ordered AS (
+    SELECT lexeme, n, est, row_number() OVER w AS rn,
+           sum(est) OVER w AS est_any,
+           n * exp(sum(ln(greatest(est, 0.5) / greatest(n, 1))) OVER w_before) AS est_all_before,
+           '''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''' AS quoted
+    FROM words
+    WINDOW w AS (ORDER BY est, lexeme ROWS UNBOUNDED PRECEDING),
+           w_before AS (ORDER BY est, lexeme ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+),
+plan AS (
+    SELECT (CASE
+        WHEN max(n) <= %s OR max(est_any) <= %s THEN NULL
+        WHEN min(est) <= %s THEN string_agg(quoted, ' | ' ORDER BY rn) FILTER (WHERE est_any <= %s)
+        ELSE string_agg(quoted, ' & ' ORDER BY rn) FILTER (WHERE rn = 1 OR est_all_before > %s)
+    END)::tsquery AS cand
+    FROM ordered
+)"""
+
+
 def keyword_candidates(cur, query: str, n: int, filters: dict[str, Any] | None) -> list[tuple[int, float]]:
     where, params, join = _filter_sql(filters)
     tsq, text = _tsquery_sql(query)
     rank_fn = settings.KB_FTS_RANK
     if rank_fn not in ("ts_rank_cd", "ts_rank"):
         raise SearchError(f"KB_FTS_RANK must be ts_rank_cd or ts_rank, not {rank_fn!r}")
+    bound = int(settings.KB_FTS_MAX_RANKED or 0)
+    joins = _JOIN if join else ""
+    if bound <= 0 or _WEBSEARCH_OPERATORS.search(query):
+        # Rank every match: with no bound, or for queries with explicit operators (AND semantics, usually selective).
+        cur.execute(
+            f"WITH query AS (SELECT {tsq} AS q)"
+            f" SELECT c.id, {rank_fn}(c.search_vector, query.q, %s) AS r FROM query, knowledge_chunk c{joins}"
+            f" WHERE query.q <> ''::tsquery AND c.search_vector @@ query.q{where} ORDER BY r DESC, c.id LIMIT %s",
+            [settings.KB_FTS_CONFIG, text, settings.KB_FTS_RANK_NORMALIZATION, *params, n],
+        )
+        return [(int(i), float(r)) for i, r in cur.fetchall()]
+    # One round trip. `plan` is NULL when every match can be ranked; otherwise `sel` holds the (at most `bound`)
+    # chunks containing the selective lexemes, found through the GIN index. If fewer than n of them match the
+    # query (e.g. its rare words are typos), up to `bound` other matching chunks fill the list, ranked after them.
+    norm = settings.KB_FTS_RANK_NORMALIZATION
     cur.execute(
-        f"WITH query AS (SELECT {tsq} AS q)"
-        f" SELECT c.id, {rank_fn}(c.search_vector, query.q, %s) AS r FROM query, knowledge_chunk c{_JOIN if join else ''}"
-        f" WHERE query.q <> ''::tsquery AND c.search_vector @@ query.q{where} ORDER BY r DESC, c.id LIMIT %s",
-        [settings.KB_FTS_CONFIG, text, settings.KB_FTS_RANK_NORMALIZATION, *params, n],
+        f"WITH query AS NOT MATERIALIZED (SELECT {tsq} AS q), {_PLAN_SQL},"
+        f" sel AS MATERIALIZED (SELECT c.id, c.search_vector FROM knowledge_chunk c{joins}"
+        f"  WHERE c.search_vector @@ (SELECT cand FROM plan){where} LIMIT %s),"
+        f" hit AS MATERIALIZED (SELECT sel.id, sel.search_vector FROM sel, query WHERE sel.search_vector @@ query.q)"
+        f" SELECT x.id, x.r FROM query, ("
+        f"  SELECT hit.id, 0 AS tier, {rank_fn}(hit.search_vector, query.q, %s) AS r FROM hit, query"
+        f"  UNION ALL"
+        f"  SELECT c.id, 0, {rank_fn}(c.search_vector, query.q, %s) FROM query, knowledge_chunk c{joins}"
+        f"  WHERE (SELECT cand FROM plan) IS NULL AND c.search_vector @@ query.q{where}"
+        f"  UNION ALL"
+        f"  (SELECT c.id, 1, {rank_fn}(c.search_vector, query.q, %s) FROM query, knowledge_chunk c{joins}"
+        f"   WHERE (SELECT cand FROM plan) IS NOT NULL AND (SELECT count(*) FROM hit) < %s"
+        f"   AND c.search_vector @@ query.q AND NOT c.search_vector @@ (SELECT cand FROM plan){where} LIMIT %s)"
+        f" ) x WHERE query.q <> ''::tsquery ORDER BY x.tier, x.r DESC, x.id LIMIT %s",
+        [settings.KB_FTS_CONFIG, text, settings.KB_FTS_CONFIG, text, *([bound] * 5), *params, bound,
+         norm, norm, *params, norm, n, *params, bound, n],
     )
     return [(int(i), float(r)) for i, r in cur.fetchall()]
 
@@ -160,7 +233,9 @@ def search(
 
     - ``keyword``: Postgres full-text (``websearch_to_tsquery``; plain language OR-ed), ranked by ``ts_rank_cd``
       (``KB_FTS_RANK``; ``ts_rank`` is the alternative) with normalization ``KB_FTS_RANK_NORMALIZATION`` (default 1:
-      divide by 1 + log(document length), so long chunks do not win by length alone).
+      divide by 1 + log(document length), so long chunks do not win by length alone). When the statistics say a
+      query matches more than ``KB_FTS_MAX_RANKED`` chunks (default 500), only a bounded candidate set containing
+      its most selective lexemes is ranked (see :func:`keyword_candidates`).
     - ``vector``: cosine distance on the HNSW index (``ef_search``, default ``KB_HNSW_EF_SEARCH``), iterative scan.
     - ``hybrid``: both lists of ``candidates`` (default ``max(4k, 40)``) fused by RRF (``KB_RRF_K``, default 60).
 

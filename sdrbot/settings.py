@@ -161,6 +161,8 @@ KB_RRF_K = env.int("KB_RRF_K", default=60)
 KB_FTS_CONFIG = env.str("KB_FTS_CONFIG", default="english")
 KB_FTS_RANK = env.str("KB_FTS_RANK", default="ts_rank_cd")  # ts_rank_cd | ts_rank (docs/benchmarks.md compares)
 KB_FTS_RANK_NORMALIZATION = env.int("KB_FTS_RANK_NORMALIZATION", default=1)  # Postgres rank normalization bits
+# keyword search ranks at most this many candidate chunks when a query matches more (0 = rank every match)
+KB_FTS_MAX_RANKED = env.int("KB_FTS_MAX_RANKED", default=500)
 
 # --- tracing -----------------------------------------------------------------------------------------------------
 LANGFUSE_PUBLIC_KEY = env.str("LANGFUSE_PUBLIC_KEY", default="")
