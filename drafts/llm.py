@@ -4,6 +4,7 @@ needs-human flag. Transient failures (timeouts, 429, 5xx) are retried with backo
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from contextlib import nullcontext
@@ -89,11 +90,17 @@ def prompt_active(category_id: int | None) -> PromptVersion:
 
 
 def _client():
+    """One client per process and configuration: it is thread-safe and keeps its HTTP connections alive, which a
+    worker running many threads needs (a new client per call opens a new connection pool every time)."""
+    return _cached_client(settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL, settings.OPENAI_TIMEOUT)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_client(api_key: str, base_url: str | None, timeout: float):
     import openai
 
     # our own retry loop records every attempt as a span, so the client must not retry by itself
-    return openai.OpenAI(api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL,
-                         timeout=settings.OPENAI_TIMEOUT, max_retries=0)
+    return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
 
 def build_messages(*, prompt: PromptVersion, message: str, history: Sequence[tuple[str, str]],
