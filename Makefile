@@ -58,6 +58,10 @@ test: services chromium
 
 bench: migrate
 	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/pipeline_overhead.py
+	$(BIN)/python bench/draft_backlog.py
+	$(BIN)/python bench/console_pages.py
+	$(BIN)/python bench/rollout_gates.py
 
 clean-data: stop
 	rm -rf .data
