@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 import sys
 import time
@@ -280,12 +281,16 @@ def main(*, machine: bool = True, repeats: int = 3, keep: bool = False, scales=S
             print(f"  loaded to {n:,} chunks = {real_n:,} real + {synth:,} synthetic"
                   + (f" (COPY {stats['copy_s']:.1f} s, index build {stats['build_indexes_s']:.1f} s,"
                      f" ANALYZE {stats['analyze_s']:.1f} s)" if stats.get("added") else ""))
+            load0 = os.getloadavg()[0]
             res, tops = _measure(queries, vectors, repeats, f"{n:,}", ("keyword", "vector", "hybrid"))
+            load1 = os.getloadavg()[0]
             nb = _common.bounded_query_count(queries, bound)
             print(f"  search(k=10) wall time in ms, query embedding excluded. After: keyword ranking bounded to "
-                  f"KB_FTS_MAX_RANKED = {bound} candidates ({nb} of {len(queries)} queries take the bounded path here)")
+                  f"KB_FTS_MAX_RANKED = {bound} candidates ({nb} of {len(queries)} queries take the bounded path here);"
+                  f" 1-min load average {load0:.2f} before, {load1:.2f} after")
             _print_scale(n, res, f"after (KB_FTS_MAX_RANKED={bound})")
-            entry = {"real": real_n, "synthetic": synth, "load": stats, "modes": res, "bounded_queries": nb}
+            entry = {"real": real_n, "synthetic": synth, "load": stats, "modes": res, "bounded_queries": nb,
+                     "load_avg": [load0, load1]}
             if baseline:
                 with override_settings(KB_FTS_MAX_RANKED=0):
                     base, base_tops = _measure(queries, vectors, repeats, f"{n:,} exhaustive", ("keyword", "hybrid"))
