@@ -1,5 +1,6 @@
 """Settings for the test suite: the normal settings, with the embedded Redis's database 9 (unless ``REDIS_URL``
-is set) so that tests and their Celery worker never share a queue with a running demo."""
+is set) so that tests and their Celery worker never share a queue with a running demo. ``SDRBOT_TEST_REDIS_DB``
+(0-15) picks another database, so two test runs on one machine (two checkouts) never share a queue either."""
 
 import os
 
@@ -8,7 +9,7 @@ from sdrbot.settings import env
 from sdrbot import devservices
 
 SDRBOT_ENV = "test"
-REDIS_URL = env.str("REDIS_URL", default="") or devservices.redis_url(db=9)
+REDIS_URL = env.str("REDIS_URL", default="") or devservices.redis_url(db=env.int("SDRBOT_TEST_REDIS_DB", default=9))
 CACHES["default"]["LOCATION"] = REDIS_URL  # noqa: F405
 CELERY_BROKER_URL = CELERY_RESULT_BACKEND = REDIS_URL
 # one test database per pytest process, so parallel runs on one machine never drop each other's database
