@@ -1,6 +1,6 @@
 """Server time of the agent console at 100,000 tickets and ~300,000 messages: inbox and ticket page.
 
-    .venv/bin/python bench/console_pages.py [--requests 200] [--proposed] [--wait-quiet 600] [--regenerate] [--explain]
+    .venv/bin/python bench/console_pages.py [--requests 200] [--wait-quiet 600] [--regenerate] [--explain]
 
 Target (issue): inbox server time p95 <= 80 ms and ticket page p95 <= 60 ms, with a fixed number of SQL queries
 whatever the page size.
@@ -31,9 +31,6 @@ CPU task, whose spread is printed as the machine's noise. Then a separate, untim
 the same requests with ``drafts.selectors.inbox_page`` wrapped to pass ``page_size=10 | 25 | 100`` (the view calls
 the module attribute, so the full request path is measured).
 
-``--proposed`` adds a phase measuring the rewrite of ``inbox_page`` that the benchmark report proposes (defined
-here, not in the product; swapped in for the view) against the current code, interleaved, after checking both
-return the same rows, cursor and counts; its two indexes exist in the bench database only during that phase.
 ``--wait-quiet`` waits (bounded) for the load average to drop before each measured phase: other processes on a
 2-core machine dominate a p95. ``--explain`` prints EXPLAIN (ANALYZE, BUFFERS) of the slowest query of every
 scenario (always printed for a scenario that misses its target).
@@ -542,190 +539,11 @@ def results_table(scenarios: list[Scenario]) -> None:
           " (the wall time without waits for a CPU behind other processes)")
 
 
-# ------------------------------------------------------------------------------- proposed product change (experiment)
-# Not product code: the rewrite of drafts.selectors.inbox_page that the report proposes, applied here by swapping
-# the module attribute (the view calls selectors.inbox_page), with its two indexes created in the bench database
-# only for the --proposed phase and dropped afterwards.
-
-
-def _proposed_indexes():
-    from django.contrib.postgres.indexes import GinIndex
-    from django.contrib.postgres.search import SearchVector
-    from django.db import models
-
-    return [GinIndex(SearchVector("subject", config="english"), name="exp_ticket_subject_search"),
-            models.Index(fields=["status", "channel", "category"], name="exp_ticket_status_channel_cat")]
-
-
-def _set_proposed_indexes(present: bool) -> None:
-    from django.db import connection
-
-    from conversations.models import Ticket
-
-    with connection.cursor() as cur:
-        cur.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'conversations_ticket'")
-        existing = {r[0] for r in cur.fetchall()}
-    with connection.schema_editor() as editor:
-        for index in _proposed_indexes():
-            if present and index.name not in existing:
-                editor.add_index(Ticket, index)
-            elif not present and index.name in existing:
-                editor.remove_index(Ticket, index)
-    with connection.cursor() as cur:
-        cur.execute("VACUUM ANALYZE conversations_ticket")
-
-
-def _proposed_inbox_page():
-    """Build the proposed ``inbox_page`` (same signature and result, plus ``with_counts``)."""
-    from dataclasses import replace
-
-    from django.contrib.postgres.expressions import ArraySubquery
-    from django.contrib.postgres.search import SearchQuery, SearchVector
-    from django.db.models import BooleanField, Count, F, Func, OuterRef, Q, Subquery
-    from django.db.models.fields.tuple_lookups import TupleGreaterThan
-
-    from conversations.models import Category, Message, Ticket
-    from drafts import selectors
-    from drafts.models import Draft
-
-    original_filtered = selectors._filtered
-
-    class AnyOf(Func):
-        """``lhs = ANY(ARRAY(subquery))``: the subquery runs once and the outer scan looks ids up."""
-
-        output_field = BooleanField()
-        arity = 2
-
-        def as_sql(self, compiler, connection, **extra):
-            lhs, lhs_params = compiler.compile(self.source_expressions[0])
-            rhs, rhs_params = compiler.compile(self.source_expressions[1])
-            return f"{lhs} = ANY({rhs})", (*lhs_params, *rhs_params)
-
-    def filtered(filters, user):
-        qs = original_filtered(replace(filters, q=""), user)
-        if filters.q:
-            query = SearchQuery(filters.q, search_type="websearch", config="english")
-            in_messages = ArraySubquery(Message.objects.filter(search_vector=query).order_by().values("ticket_id"))
-            in_subject = ArraySubquery(Ticket.objects.alias(sv=SearchVector("subject", config="english"))
-                                       .filter(sv=query).order_by().values("pk"))
-            qs = qs.filter(Q(AnyOf(F("pk"), in_messages)) | Q(AnyOf(F("pk"), in_subject)))
-        return qs
-
-    def inbox_page(filters, user, cursor: str = "", page_size: int = selectors.PAGE_SIZE, with_counts: bool = True):
-        base = filtered(filters, user)
-        page_qs = base
-        after = selectors._decode_cursor(cursor) if cursor else None
-        if after is not None:
-            ts, pk = after
-            if ts is None:
-                page_qs = base.filter(last_customer_message_at__isnull=True, pk__gt=pk)
-            else:  # row-value keyset (an index range) + the NULL tail, as one id subquery
-                ids = (base.filter(TupleGreaterThan((F("last_customer_message_at"), F("pk")), (ts, pk)))
-                       .order_by("last_customer_message_at", "pk").values("pk")[: page_size + 1]
-                       .union(base.filter(last_customer_message_at__isnull=True).order_by("pk")
-                              .values("pk")[: page_size + 1], all=True))
-                page_qs = Ticket.objects.filter(pk__in=ids)
-        latest_draft = Draft.objects.filter(ticket=OuterRef("pk")).exclude(status=Draft.Status.DISCARDED).order_by("-pk")
-        last_customer = Message.objects.filter(ticket=OuterRef("pk"), role=Message.Role.CUSTOMER).order_by("-turn_index")
-        rows = list(
-            page_qs.select_related("customer", "category", "assignee")
-            .annotate(draft_status=Subquery(latest_draft.values("status")[:1]),
-                      draft_needs_human=Subquery(latest_draft.values("needs_human")[:1]),
-                      snippet=Subquery(last_customer.values("body")[:1]))
-            .order_by("last_customer_message_at", "pk")[: page_size + 1]
-        )
-        next_cursor = ""
-        if len(rows) > page_size:
-            rows = rows[:page_size]
-            next_cursor = selectors._encode_cursor(rows[-1].last_customer_message_at, rows[-1].pk)
-        by_status: dict[str, int] = {}
-        by_category: list[dict] = []
-        if with_counts and filters.category:  # a category filter: today's two count queries (both use indexes)
-            by_status = dict(filtered(replace(filters, status="all"), user)
-                             .values_list("status").annotate(n=Count("pk")).order_by())
-            by_category = list(filtered(replace(filters, category=""), user)
-                               .values("category__slug", "category__name").annotate(n=Count("pk"))
-                               .order_by("-n", "category__name")[:40])
-        elif with_counts:  # no category filter: one GROUP BY status, category_id gives both facets
-            grouped = list(filtered(replace(filters, status="all"), user)
-                           .values_list("status", "category_id").annotate(n=Count("pk")).order_by())
-            names = {c.pk: (c.slug, c.name) for c in Category.objects.only("slug", "name")}
-
-            def status_ok(s):
-                if filters.status == "open":
-                    return s in selectors.OPEN_STATUSES
-                return filters.status == "all" or s == filters.status
-
-            per_category: dict = defaultdict(int)
-            for s, cid, n in grouped:
-                by_status[s] = by_status.get(s, 0) + n
-                if status_ok(s):
-                    per_category[cid] += n
-            by_category = sorted(({"category__slug": names[c][0] if c else None,
-                                   "category__name": names[c][1] if c else None, "n": n}
-                                  for c, n in per_category.items()),
-                                 key=lambda d: (-d["n"], d["category__name"] is None, d["category__name"] or ""))[:40]
-        return {"tickets": rows, "next_cursor": next_cursor, "by_status": by_status, "by_category": by_category}
-
-    return inbox_page
-
-
-def _selector_args(path: str):
-    from urllib.parse import parse_qs, urlsplit
-
-    from django.http import QueryDict
-
-    from drafts import selectors
-
-    query = urlsplit(path).query
-    params = QueryDict(query)
-    return selectors.InboxFilters.from_query(params), params.get("cursor", ""), "fragment" in parse_qs(query)
-
-
-def proposed_phase(client, me, scenarios: list[Scenario], *, n: int) -> list[list[object]]:
-    """Current vs proposed, interleaved in the same rounds, with the proposed indexes present for both."""
-    proposed = _proposed_inbox_page()
-    inbox = [sc for sc in scenarios if sc.target_ms == INBOX_TARGET_MS]
-    # same results? (the selector called directly with each scenario's filters and cursor)
-    same: dict[str, str] = {}
-    for sc in inbox:
-        verdicts = set()
-        for path, _ in sc.requests[:5]:
-            filters, cursor, _fragment = _selector_args(path)
-            a = _ORIGINAL_INBOX_PAGE(filters, me, cursor)
-            b = proposed(filters, me, cursor)
-            verdicts.add(([t.pk for t in a["tickets"]], a["next_cursor"], a["by_status"], a["by_category"])
-                         == ([t.pk for t in b["tickets"]], b["next_cursor"], b["by_status"], b["by_category"]))
-        same[sc.name] = "yes" if verdicts == {True} else "NO"
-    before = [Scenario(sc.name, sc.requests, sc.target_ms) for sc in inbox]
-    after = [Scenario(sc.name, sc.requests, sc.target_ms,
-                      impl=functools.partial(proposed, with_counts=False) if "fragment" in sc.name else proposed)
-             for sc in inbox]
-    measure(client, [x for pair in zip(before, after) for x in pair], n=n, warmup=10)
-    rows = []
-    for b, a in zip(before, after):
-        count_queries(client, b, limit=5)
-        count_queries(client, a, limit=5)
-        if a.p(95) > a.target_ms and a.slowest:
-            print(f"  proposed {a.name!r} misses the target; its slowest query ({a.slowest[0]:.1f} ms):")
-            print(a.slowest[1])
-            print(explain(a.slowest[1]))
-        sizes = page_size_counts(client, a)
-        invariant = len(set().union(*(c for c, _ in sizes.values()))) == 1
-        rows.append([b.name, f"{b.p(50):.1f} / {b.p(95):.1f}", f"{a.p(50):.1f} / {a.p(95):.1f}",
-                     f"{b.cpu_p(50):.1f} / {b.cpu_p(95):.1f}", f"{a.cpu_p(50):.1f} / {a.cpu_p(95):.1f}",
-                     f"{statistics.median(b.sql_ms):.1f} -> {statistics.median(a.sql_ms):.1f}",
-                     f"{'/'.join(map(str, sorted(set(b.query_counts))))} -> {'/'.join(map(str, sorted(set(a.query_counts))))}",
-                     "same" if invariant else "DIFFERS", same[b.name],
-                     "PASS" if a.p(95) <= a.target_ms else "FAIL", "PASS" if a.cpu_p(95) <= a.target_ms else "FAIL"])
-    return rows
-
-
 # ---------------------------------------------------------------------------------------------------------- main
 
 
 def main(*, machine: bool = True, requests: int = 200, regenerate: bool = False, show_explain: bool = False,
-         proposed: bool = False, wait: float = 0.0) -> dict:
+         wait: float = 0.0) -> dict:
     global _ORIGINAL_INBOX_PAGE
     started = time.perf_counter()
     setup()
@@ -739,7 +557,6 @@ def main(*, machine: bool = True, requests: int = 200, regenerate: bool = False,
 
     _ORIGINAL_INBOX_PAGE = selectors.inbox_page
     _common.print_header(f"Console pages: data in {DB}")
-    _set_proposed_indexes(False)  # an interrupted --proposed run may have left them
     ensure_data(regenerate=regenerate)
     describe_data()
 
@@ -846,24 +663,6 @@ def main(*, machine: bool = True, requests: int = 200, regenerate: bool = False,
             print(sc.slowest[1])
             print(explain(sc.slowest[1]))
 
-    proposed_rows = []
-    if proposed:
-        _common.print_header("Proposed change (experiment): current vs proposed inbox_page, interleaved")
-        print("  indexes created for this phase only: GIN (to_tsvector('english', subject)), btree (status, channel,"
-              " category_id)")
-        _set_proposed_indexes(True)
-        try:
-            wait_quiet(wait)
-            proposed_rows = proposed_phase(client, me, scenarios, n=max(50, requests // 2))
-        finally:
-            _set_proposed_indexes(False)
-        _common.print_table(["scenario", "current wall p50/p95", "proposed wall p50/p95", "current busy p50/p95",
-                             "proposed busy p50/p95", "SQL ms p50", "SQL queries", "queries by page size",
-                             "same results", "wall", "busy"], proposed_rows)
-        print("  ms; busy = CPU time of this process + its PostgreSQL backend; 'same results': rows, cursor and counts"
-              " equal on the scenario's first requests; target: the proposed p95 against 80 ms")
-        print(f"  {noise_line()}")
-
     _common.print_header("Summary")
     checks = [(f"{sc.name}: p95 {sc.p(95):.1f} ms (busy p95 {sc.cpu_p(95):.1f} ms) <= {sc.target_ms:.0f} ms",
                sc.p(95) <= sc.target_ms) for sc in scenarios]
@@ -879,7 +678,7 @@ def main(*, machine: bool = True, requests: int = 200, regenerate: bool = False,
                                     "busy_p50_ms": sc.cpu_p(50), "busy_p95_ms": sc.cpu_p(95),
                                     "queries": sorted(set(sc.query_counts)), "target_ms": sc.target_ms}
                           for sc in scenarios},
-            "page_size_invariant": invariant, "proposed": proposed_rows, "machine": info}
+            "page_size_invariant": invariant, "machine": info}
 
 
 def code_state() -> str:
@@ -916,10 +715,7 @@ if __name__ == "__main__":
     ap.add_argument("--requests", type=int, default=200, help="timed requests per scenario")
     ap.add_argument("--regenerate", action="store_true", help="rebuild the generated data even if present")
     ap.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the slowest query of every scenario")
-    ap.add_argument("--proposed", action="store_true",
-                    help="also measure the proposed inbox_page rewrite and indexes against the current code")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                     help="before each measured phase, wait up to SECONDS for the 1-min load average to drop below 1.5")
     args = ap.parse_args()
-    main(requests=args.requests, regenerate=args.regenerate, show_explain=args.explain, proposed=args.proposed,
-         wait=args.wait_quiet)
+    main(requests=args.requests, regenerate=args.regenerate, show_explain=args.explain, wait=args.wait_quiet)

@@ -110,6 +110,8 @@ class Ticket(models.Model):
             models.Index(fields=["last_customer_message_at", "id"]),
             models.Index(fields=["category", "status"]),
             models.Index(fields=["split", "category"]),
+            models.Index(fields=["status", "channel", "category"]),  # the inbox's per-status/category counts
+            GinIndex(SearchVector("subject", config="english"), name="ticket_subject_search_gin"),  # inbox search
         ]
 
     def __str__(self) -> str:

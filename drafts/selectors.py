@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.postgres.search import SearchQuery
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.contrib.postgres.expressions import ArraySubquery
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db.models import BooleanField, Count, F, Func, OuterRef, Q, QuerySet, Subquery
+from django.db.models.fields.tuple_lookups import TupleGreaterThan
 from django.http import Http404
 from django.utils.dateparse import parse_datetime
 
@@ -54,6 +57,19 @@ def _decode_cursor(cursor: str) -> tuple[datetime | None, int] | None:
         return None
 
 
+class _AnyOf(Func):
+    """``lhs = ANY(ARRAY(subquery))``: the subquery runs once and the outer scan looks ids up, where ``EXISTS``
+    per ticket made PostgreSQL probe the message index once per candidate row (docs/benchmarks.md, console)."""
+
+    output_field = BooleanField()
+    arity = 2
+
+    def as_sql(self, compiler, connection, **extra):
+        lhs, lhs_params = compiler.compile(self.source_expressions[0])
+        rhs, rhs_params = compiler.compile(self.source_expressions[1])
+        return f"{lhs} = ANY({rhs})", (*lhs_params, *rhs_params)
+
+
 def _filtered(filters: InboxFilters, user) -> QuerySet[Ticket]:
     qs = Ticket.objects.exclude(channel=Ticket.Channel.IMPORT)  # history is not work to do
     if filters.status == "open":
@@ -71,29 +87,69 @@ def _filtered(filters: InboxFilters, user) -> QuerySet[Ticket]:
     elif filters.assignee.isdigit():
         qs = qs.filter(assignee_id=int(filters.assignee))
     if filters.q:
+        # full-text search (websearch syntax, English stemming) over the messages and the subject; both use GIN indexes
         query = SearchQuery(filters.q, search_type="websearch", config="english")
-        qs = qs.filter(Q(subject__icontains=filters.q) | Exists(
-            Message.objects.filter(ticket=OuterRef("pk"), search_vector=query)))
+        in_messages = ArraySubquery(Message.objects.filter(search_vector=query).order_by().values("ticket_id"))
+        in_subject = ArraySubquery(Ticket.objects.alias(sv=SearchVector("subject", config="english"))
+                                   .filter(sv=query).order_by().values("pk"))
+        qs = qs.filter(Q(_AnyOf(F("pk"), in_messages)) | Q(_AnyOf(F("pk"), in_subject)))
     return qs
 
 
-def inbox_page(filters: InboxFilters, user, cursor: str = "", page_size: int = PAGE_SIZE) -> dict[str, Any]:
-    """One page of the inbox, longest-waiting first (``last_customer_message_at`` ascending, then id), with keyset
-    pagination so every page costs the same. Three queries: the page, counts per status, counts per category."""
-    base = _filtered(filters, user)
-    page_qs = base
+def _after_cursor(base: QuerySet[Ticket], cursor: str, page_size: int) -> QuerySet[Ticket]:
+    """The tickets after a keyset cursor in (``last_customer_message_at`` NULLS LAST, id) order. A row-value
+    comparison ``(ts, id) > (cursor_ts, cursor_id)`` is one index range; tickets with no customer message yet sort
+    last and come as a second, separately bounded branch."""
     after = _decode_cursor(cursor) if cursor else None
-    if after is not None:
-        ts, pk = after
-        if ts is None:
-            page_qs = page_qs.filter(last_customer_message_at__isnull=True, pk__gt=pk)
-        else:
-            page_qs = page_qs.filter(Q(last_customer_message_at__gt=ts) | Q(last_customer_message_at=ts, pk__gt=pk)
-                                     | Q(last_customer_message_at__isnull=True))
+    if after is None:
+        return base
+    ts, pk = after
+    if ts is None:
+        return base.filter(last_customer_message_at__isnull=True, pk__gt=pk)
+    ids = (base.filter(TupleGreaterThan((F("last_customer_message_at"), F("pk")), (ts, pk)))
+           .order_by("last_customer_message_at", "pk").values("pk")[: page_size + 1]
+           .union(base.filter(last_customer_message_at__isnull=True).order_by("pk").values("pk")[: page_size + 1],
+                  all=True))
+    return Ticket.objects.filter(pk__in=ids)
+
+
+def _counts(filters: InboxFilters, user) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Counts per status (ignoring the status filter) and per category (ignoring the category filter), so they guide
+    filtering. Without a category filter one ``GROUP BY status, category`` gives both; with one, two indexed counts."""
+    if filters.category:
+        by_status = dict(_filtered(replace(filters, status="all"), user)
+                         .values_list("status").annotate(n=Count("pk")).order_by())
+        by_category = list(_filtered(replace(filters, category=""), user)
+                           .values("category__slug", "category__name").annotate(n=Count("pk"))
+                           .order_by("-n", "category__name")[:40])
+        return by_status, by_category
+    grouped = list(_filtered(replace(filters, status="all"), user)
+                   .values_list("status", "category_id").annotate(n=Count("pk")).order_by())
+    wanted = set(OPEN_STATUSES) if filters.status == "open" else None if filters.status == "all" else {filters.status}
+    by_status: dict[str, int] = {}
+    per_category: dict[int | None, int] = defaultdict(int)
+    for status, category_id, n in grouped:
+        by_status[status] = by_status.get(status, 0) + n
+        if wanted is None or status in wanted:
+            per_category[category_id] += n
+    names = {pk: (slug, name) for pk, slug, name in
+             Category.objects.filter(pk__in=[c for c in per_category if c]).values_list("pk", "slug", "name")}
+    by_category = sorted(({"category__slug": names.get(c, (None, None))[0], "category__name": names.get(c, (None, None))[1], "n": n}
+                          for c, n in per_category.items()),
+                         key=lambda d: (-d["n"], d["category__name"] is None, d["category__name"] or ""))[:40]
+    return by_status, by_category
+
+
+def inbox_page(filters: InboxFilters, user, cursor: str = "", page_size: int = PAGE_SIZE,
+               with_counts: bool = True) -> dict[str, Any]:
+    """One page of the inbox, longest-waiting first (``last_customer_message_at`` ascending, then id), with keyset
+    pagination so every page costs the same, whatever its depth or size: the page is one query, and the counts
+    (``with_counts``; the polled rows fragment does without) one or two more plus the category names."""
+    base = _filtered(filters, user)
     latest_draft = Draft.objects.filter(ticket=OuterRef("pk")).exclude(status=Draft.Status.DISCARDED).order_by("-pk")
     last_customer = Message.objects.filter(ticket=OuterRef("pk"), role=Message.Role.CUSTOMER).order_by("-turn_index")
     rows = list(
-        page_qs.select_related("customer", "category", "assignee")
+        _after_cursor(base, cursor, page_size).select_related("customer", "category", "assignee")
         .annotate(draft_status=Subquery(latest_draft.values("status")[:1]),
                   draft_needs_human=Subquery(latest_draft.values("needs_human")[:1]),
                   snippet=Subquery(last_customer.values("body")[:1]))
@@ -103,11 +159,7 @@ def inbox_page(filters: InboxFilters, user, cursor: str = "", page_size: int = P
     if len(rows) > page_size:
         rows = rows[:page_size]
         next_cursor = _encode_cursor(rows[-1].last_customer_message_at, rows[-1].pk)
-    # counts ignore the status filter (per status) or the category filter (per category), so they guide filtering
-    by_status = dict(_filtered(InboxFilters(**{**filters.__dict__, "status": "all"}), user)
-                     .values_list("status").annotate(n=Count("pk")).order_by())
-    by_category = list(_filtered(InboxFilters(**{**filters.__dict__, "category": ""}), user)
-                       .values("category__slug", "category__name").annotate(n=Count("pk")).order_by("-n", "category__name")[:40])
+    by_status, by_category = _counts(filters, user) if with_counts else ({}, [])
     return {"tickets": rows, "next_cursor": next_cursor, "by_status": by_status, "by_category": by_category}
 
 

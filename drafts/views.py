@@ -44,12 +44,13 @@ def _query_without(request: HttpRequest, *names: str) -> str:
 @vary_on_headers("HX-Request")
 def inbox(request: HttpRequest) -> HttpResponse:
     filters = selectors.InboxFilters.from_query(request.GET)
-    page = selectors.inbox_page(filters, request.user, cursor=request.GET.get("cursor", ""))
-    context = {"filters": filters, "page": page, "categories": selectors.categories(),
-               "statuses": [("open", "Open"), ("all", "All")] + [(s.value, s.label) for s in conv.Ticket.Status],
-               "channels": conv.Ticket.Channel.choices, "query_string": _query_without(request, "cursor", "fragment")}
-    if request.htmx and request.GET.get("fragment") == "rows":
+    rows_only = bool(request.htmx) and request.GET.get("fragment") == "rows"  # the 10 s poll: no counts, no facets
+    page = selectors.inbox_page(filters, request.user, cursor=request.GET.get("cursor", ""), with_counts=not rows_only)
+    context = {"filters": filters, "page": page, "query_string": _query_without(request, "cursor", "fragment")}
+    if rows_only:
         return render(request, "console/_inbox_rows.html", context)
+    context.update(categories=selectors.categories(), channels=conv.Ticket.Channel.choices,
+                   statuses=[("open", "Open"), ("all", "All")] + [(s.value, s.label) for s in conv.Ticket.Status])
     return render(request, "console/inbox.html", context)
 
 

@@ -104,6 +104,53 @@ def test_inbox_search_and_cursor_pagination_with_constant_queries(client, agent_
     assert "<tbody" in rows.content.decode() and "<html" not in rows.content.decode()
 
 
+def test_inbox_keyset_walks_every_ticket_once_with_the_same_queries_whatever_the_page_size(agent_user) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from drafts import selectors
+
+    timed = [make_ticket(subject=f"Timed {i:02d}", minutes_ago=200 - (i // 2)) for i in range(12)]  # equal timestamps in pairs
+    waiting = [make_ticket(subject=f"No message yet {i}") for i in range(3)]
+    Ticket.objects.filter(pk__in=[t.pk for t in waiting]).update(last_customer_message_at=None)
+    expected = [t.pk for t in timed] + [t.pk for t in waiting]  # NULLs last, ties broken by id
+    filters = selectors.InboxFilters()
+    counts = {}
+    for size in (2, 5, 25):
+        seen, cursor, queries = [], "", set()
+        while True:
+            with CaptureQueriesContext(connection) as ctx:
+                page = selectors.inbox_page(filters, agent_user, cursor=cursor, page_size=size)
+            queries.add(len(ctx.captured_queries))
+            seen += [t.pk for t in page["tickets"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert seen == expected, size
+        counts[size] = queries
+    assert counts[2] == counts[5] == counts[25] and len(counts[2]) == 1  # one fixed count, deep pages included
+    with CaptureQueriesContext(connection) as ctx:
+        selectors.inbox_page(filters, agent_user, with_counts=False)
+    assert len(ctx.captured_queries) == 1  # the polled rows fragment: the page query alone
+
+
+def test_inbox_search_matches_subject_and_messages_with_stemming_and_counts(client, agent_user) -> None:
+    make_ticket(subject="Refunds for damaged chairs", body="hello")
+    make_ticket(subject="Question", body="I was charged twice for one order")
+    make_ticket(subject="Other", body="Where is my parcel?")
+    client.force_login(agent_user)
+    by_subject = client.get(reverse("console:inbox"), {"q": "refund"}).context["page"]
+    assert [t.subject for t in by_subject["tickets"]] == ["Refunds for damaged chairs"]
+    assert by_subject["by_status"] == {"awaiting_agent": 1}
+    by_body = client.get(reverse("console:inbox"), {"q": "charge twice"}).context["page"]["tickets"]
+    assert [t.subject for t in by_body] == ["Question"]
+    either = client.get(reverse("console:inbox"), {"q": "parcel or refund"}).context["page"]["tickets"]  # websearch OR
+    assert {t.subject for t in either} == {"Other", "Refunds for damaged chairs"}
+    assert client.get(reverse("console:inbox"), {"q": "damaged -chairs"}).context["page"]["tickets"] == []  # NOT
+    html = client.get(reverse("console:inbox"), {"q": "<script>alert(1)</script>"}).content.decode()
+    assert "<script>alert(1)</script>" not in html
+
+
 def test_ticket_page_shows_draft_editor_and_citations(client, agent_user, django_assert_max_num_queries) -> None:
     t = make_ticket(body="<script>alert('customer')</script> reset please")
     client.force_login(agent_user)
