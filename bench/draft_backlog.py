@@ -11,13 +11,11 @@ percentile of completions, which leaves out worker start-up and the tail. CPU of
 PostgreSQL is sampled with psutil every 0.5 s. Between runs the benchmark tickets/drafts/traces are deleted and the
 queue purged.
 
-A configuration is ``MODE:POOL:CONCURRENCY[xPROCESSES][+reuse][+client]``: MODE ``offline`` (offline grounded responder) or ``llm``
+A configuration is ``MODE:POOL:CONCURRENCY[xPROCESSES]``: MODE ``offline`` (offline grounded responder) or ``llm``
 (an OpenAI-compatible chat model served by a local subprocess answering after ``--llm-delay-ms``, default 500 ms);
 POOL ``prefork`` or ``threads``; ``xP`` starts P worker processes (each ``-c CONCURRENCY``). Workers run with
-``EMBEDDING_THREADS=1`` unless ``--embedding-threads`` says otherwise. ``+reuse`` and ``+client`` are what-ifs for
-proposed product changes, applied through a settings module outside the repository that imports sdrbot.settings:
-``+reuse`` sets ``CELERY_DB_REUSE_MAX=100000`` (Celery stops closing the database connection around every task);
-``+client`` makes ``drafts.llm._client`` return one cached OpenAI client per process instead of a new one per draft.
+``EMBEDDING_THREADS=1`` unless ``--embedding-threads`` says otherwise, with the product's settings (one OpenAI
+client per process; database connections kept across tasks, sdrbot/celery.py).
 
 Messages: the first customer message of the 952 held-out (test split) Bitext and Twitter tickets, round-robin over
 the 30 categories and repeated to reach N; every other one arrives with its category (the others are classified).
@@ -41,28 +39,20 @@ import _common  # noqa: E402
 import _drafting  # noqa: E402
 
 TARGET_RATE = 20.0
-DEFAULT_CONFIGS = ["offline:prefork:2", "llm:threads:32", "llm:threads:16x2+client+reuse"]
+DEFAULT_CONFIGS = ["offline:prefork:2", "llm:threads:16x2"]
 BUDGET_S = 600.0  # configurations that would start after this many seconds are skipped
 TIMEOUT_S = 240.0  # per configuration, after the worker starts
 
 
 def parse_config(text: str) -> dict:
-    base, *whatifs = text.split("+")
-    unknown = set(whatifs) - {"reuse", "client"}
-    if unknown:
-        raise SystemExit(f"unknown what-if {sorted(unknown)} in {text!r}; known: +reuse, +client")
-    # CELERY_DB_REUSE_MAX through a settings overlay; large, so no connection is recycled during a run (a recycled
-    # backend exits and its CPU would be missing from the per-draft PostgreSQL figure)
-    reuse = 100_000 if "reuse" in whatifs else 0
-    mode, pool, conc = base.split(":")
+    mode, pool, conc = text.split(":")
     procs = 1
     if "x" in conc:
         conc, p = conc.split("x")
         procs = int(p)
     if mode not in ("offline", "llm") or pool not in ("prefork", "threads", "solo"):
         raise SystemExit(f"bad configuration {text!r}; expected offline|llm : prefork|threads|solo : N[xP]")
-    return {"name": text, "mode": mode, "pool": pool, "concurrency": int(conc), "processes": procs, "db_reuse_max": reuse,
-            "cache_client": "client" in whatifs}
+    return {"name": text, "mode": mode, "pool": pool, "concurrency": int(conc), "processes": procs}
 
 
 def worker_command(cfg: dict, index: int) -> list[str]:
@@ -71,42 +61,7 @@ def worker_command(cfg: dict, index: int) -> list[str]:
             "--without-heartbeat", "-n", f"bench{index}@%h"]
 
 
-OVERLAY_MODULE = "sdrbot_bench_overlay_settings"
-
-
-def settings_overlay(db_reuse_max: int, cache_client: bool) -> Path:
-    """A settings module outside the repository, for what-ifs of proposed product changes: sdrbot.settings plus
-    ``CELERY_DB_REUSE_MAX`` (Celery's Django fixup otherwise closes the database connection before and after every
-    task, so each draft opens a new PostgreSQL backend) and/or, at the first task, ``drafts.llm._client`` wrapped in
-    a cache (one OpenAI client per process instead of one per draft, ~20 ms of CPU each)."""
-    import tempfile
-
-    d = Path(tempfile.gettempdir()) / "sdrbot-bench-overlay"
-    d.mkdir(exist_ok=True)
-    lines = ["# written by bench/draft_backlog.py: what-ifs of proposed product changes, never used in production",
-             "from sdrbot.settings import *  # noqa: F401,F403"]
-    if db_reuse_max:
-        lines.append(f"CELERY_DB_REUSE_MAX = {int(db_reuse_max)}")
-    if cache_client:
-        lines += [
-            "from celery.signals import task_prerun",
-            "",
-            "",
-            "def _cache_llm_client(**_):",
-            "    import functools",
-            "    from drafts import llm",
-            "    if not hasattr(llm._client, 'cache_info'):",
-            "        llm._client = functools.lru_cache(maxsize=1)(llm._client)",
-            "",
-            "",
-            "task_prerun.connect(_cache_llm_client, weak=False)",
-        ]
-    (d / f"{OVERLAY_MODULE}.py").write_text("\n".join(lines) + "\n")
-    return d
-
-
-def worker_env(extra: dict[str, str], embedding_threads: int, db_reuse_max: int = 0,
-               cache_client: bool = False) -> dict[str, str]:
+def worker_env(extra: dict[str, str], embedding_threads: int) -> dict[str, str]:
     from django.conf import settings
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "LANGFUSE_"))}
@@ -117,9 +72,6 @@ def worker_env(extra: dict[str, str], embedding_threads: int, db_reuse_max: int 
         "EMBEDDING_THREADS": str(embedding_threads),
         "PYTHONUNBUFFERED": "1",
     })
-    if db_reuse_max or cache_client:
-        env["PYTHONPATH"] = str(settings_overlay(db_reuse_max, cache_client))
-        env["DJANGO_SETTINGS_MODULE"] = OVERLAY_MODULE
     env.update(extra)
     return env
 
@@ -135,7 +87,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def run_config(cfg: dict, messages: list[dict], *, llm_delay_ms: float, embedding_threads: int,
-               timeout_s: float, db_reuse_max: int = 0, cache_client: bool = False) -> dict:
+               timeout_s: float) -> dict:
     from django.db.models import Count
 
     from drafts.models import Draft
@@ -154,20 +106,16 @@ def run_config(cfg: dict, messages: list[dict], *, llm_delay_ms: float, embeddin
     procs: list[subprocess.Popen] = []
     logs = []
     result: dict = {"config": cfg, "n": len(ids), "receive_s": round(receive_s, 1), "queued": queued,
-                    "db_reuse_max": db_reuse_max, "load_before": _drafting.load_note()}
+                    "load_before": _drafting.load_note()}
     try:
         extra = {}
         if fake is not None:
             fake.__enter__()
             extra = fake.env()
-        env = worker_env(extra, embedding_threads, db_reuse_max, cache_client)
+        env = worker_env(extra, embedding_threads)
         cmds = [worker_command(cfg, i) for i in range(cfg["processes"])]
         result["commands"] = [" ".join(c) for c in cmds]
         result["env"] = {k: env[k] for k in ("EMBEDDING_THREADS", "OPENAI_BASE_URL") if k in env}
-        if db_reuse_max:
-            result["env"]["CELERY_DB_REUSE_MAX (what-if overlay)"] = db_reuse_max
-        if cache_client:
-            result["env"]["one OpenAI client per process (what-if overlay)"] = True
         groups = {
             "worker": lambda: [p for proc in procs for p in _drafting.tree_pids(proc.pid)],
             "postgres": lambda: _drafting.postgres_pids(_common.BENCH_DB),
@@ -197,8 +145,7 @@ def run_config(cfg: dict, messages: list[dict], *, llm_delay_ms: float, embeddin
                     raise RuntimeError(f"worker exited with {dead[0].returncode}; see {logs[0].name}")
         elapsed = time.perf_counter() - t0
         # CPU budget per draft from cumulative CPU times (less sensitive to other jobs than rates): the worker
-        # processes (start-up included), and the bench's PostgreSQL backends still alive (all of them only when
-        # connections are reused; otherwise each task's backend has exited already)
+        # processes (start-up included), and the bench's PostgreSQL backends (the workers keep theirs across tasks)
         worker_cpu_s = sum(_cpu_seconds(pid) for proc in procs for pid in _drafting.tree_pids(proc.pid))
         pg_cpu_s = sum(_cpu_seconds(pid) for pid in _drafting.postgres_pids(_common.BENCH_DB)) - pg_cpu0
     finally:
@@ -248,7 +195,7 @@ def run_config(cfg: dict, messages: list[dict], *, llm_delay_ms: float, embeddin
         "step_ms_p95": {k: round(v, 1) for k, v in lat95.items()},
         "cpu_percent": cpu,  # 100 = one core; system is % of all cores
         "worker_cpu_ms_per_draft": round(1000 * worker_cpu_s / max(n_done, 1), 1),
-        "bench_postgres_cpu_ms_per_draft": round(1000 * pg_cpu_s / max(n_done, 1), 1) if db_reuse_max else None,
+        "bench_postgres_cpu_ms_per_draft": round(1000 * pg_cpu_s / max(n_done, 1), 1),
         # the issue's figure: drafts/s over the whole backlog, worker start-up included
         "pass": overall >= TARGET_RATE and not failures and n_done == len(ids),
     })
@@ -307,7 +254,7 @@ def main(*, n: int = 2000, configs: list[str] | None = None, llm_delay_ms: float
             quiet = _drafting.wait_for_quiet(wait_quiet_s)
             print(f"  {quiet}")
             r = run_config(cfg, messages, llm_delay_ms=llm_delay_ms, embedding_threads=embedding_threads,
-                           timeout_s=timeout_s, db_reuse_max=cfg["db_reuse_max"], cache_client=cfg["cache_client"])
+                           timeout_s=timeout_s)
             r["quiet"] = quiet
             print_result(r)
             results["runs"].append(r)
@@ -322,7 +269,7 @@ def main(*, n: int = 2000, configs: list[str] | None = None, llm_delay_ms: float
         rows.append([c["name"], f"{c['pool']} -c {c['concurrency']}" + (f" ×{c['processes']}" if c["processes"] > 1 else ""),
                      f"{r['drafts_per_s_overall']:.1f}", f"{r['drafts_per_s_steady'] or 0:.1f}", r["failed"],
                      f"{r['cpu_percent'].get('worker', 0):.0f}",
-                     f"{r['cpu_percent'].get('postgres', 0):.0f}" + ("" if r.get("db_reuse_max") else "*"),
+                     f"{r['cpu_percent'].get('postgres', 0):.0f}",
                      f"{r['cpu_percent'].get('postgres_other', 0):.0f}", f"{r['cpu_percent'].get('rest', 0):.0f}",
                      f"{r['cpu_percent'].get('system_all_cores_%', 0):.0f}",
                      "PASS" if r["pass"] else "FAIL"])
@@ -344,7 +291,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--config", action="append", default=None,
-                    help="MODE:POOL:CONCURRENCY[xPROCESSES][+reuse][+client], repeatable")
+                    help="MODE:POOL:CONCURRENCY[xPROCESSES], repeatable")
     ap.add_argument("--llm-delay-ms", type=float, default=500.0)
     ap.add_argument("--embedding-threads", type=int, default=1, help="EMBEDDING_THREADS of the workers (0 = all cores)")
     ap.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per configuration after worker start")

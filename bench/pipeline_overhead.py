@@ -33,28 +33,6 @@ STEPS = ["claim+commit", "classify", "retrieve", "generate", "llm", "generate-ll
          "total", "overhead"]
 
 
-def cache_llm_client() -> None:
-    """What-if (not product behaviour): one OpenAI client per process instead of one per call. ``drafts.llm._client``
-    builds a new ``openai.OpenAI`` (a new HTTP client with its own TLS context and connection pool) for every draft,
-    which costs ~20 ms of CPU before the request is even sent."""
-    import functools
-
-    from drafts import llm
-
-    original = llm._client
-
-    @functools.lru_cache(maxsize=4)
-    def cached(_key):
-        return original()
-
-    def _client():
-        from django.conf import settings
-
-        return cached((settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL, settings.OPENAI_TIMEOUT))
-
-    llm._client = _client
-
-
 def _backend_cpu() -> tuple[int, float]:
     """(pid, CPU seconds so far) of the PostgreSQL backend serving this process's Django connection."""
     import psutil
@@ -67,15 +45,11 @@ def _backend_cpu() -> tuple[int, float]:
     return pid, t.user + t.system
 
 
-def run_pass(messages: list[dict], *, tag: str, warmup: int, cpu: dict | None = None,
-             new_connection: bool = False) -> list[dict]:
+def run_pass(messages: list[dict], *, tag: str, warmup: int, cpu: dict | None = None) -> list[dict]:
     """message_receive + timed draft_generate for every message; returns one row per measured draft. ``cpu``
     receives the CPU budget per measured draft: this process (``time.process_time``, every thread, ONNX included)
-    and its PostgreSQL backend (psutil on ``pg_backend_pid()``); ``message_receive`` is outside both. With
-    ``new_connection`` the Django connection is closed before each draft, as Celery's Django fixup does around every
-    task: the draft then runs on a new backend."""
-    from django.db import connection
-
+    and its PostgreSQL backend (psutil on ``pg_backend_pid()``); ``message_receive`` is outside both. One database
+    connection serves every draft, as in the Celery worker (sdrbot/celery.py keeps it across tasks)."""
     from drafts.models import Draft
     from drafts.services import draft_generate
     from sdrbot.models import Span
@@ -83,23 +57,13 @@ def run_pass(messages: list[dict], *, tag: str, warmup: int, cpu: dict | None = 
     rows = []
     proc_s = backend_s = 0.0
     for i, ids in enumerate(_iter_receive(messages, tag=tag)):
-        if new_connection:
-            connection.close()
-            c0 = time.process_time()
-            t = time.perf_counter()
-            draft = draft_generate(draft_id=ids)
-            total = (time.perf_counter() - t) * 1000
-            c1 = time.process_time()
-            _, b1 = _backend_cpu()  # the backend started with this draft: all its CPU is this draft's
-            b0 = 0.0
-        else:
-            _, b0 = _backend_cpu()
-            c0 = time.process_time()
-            t = time.perf_counter()
-            draft = draft_generate(draft_id=ids)
-            total = (time.perf_counter() - t) * 1000
-            c1 = time.process_time()
-            _, b1 = _backend_cpu()
+        _, b0 = _backend_cpu()
+        c0 = time.process_time()
+        t = time.perf_counter()
+        draft = draft_generate(draft_id=ids)
+        total = (time.perf_counter() - t) * 1000
+        c1 = time.process_time()
+        _, b1 = _backend_cpu()
         if i < warmup:
             continue
         proc_s += c1 - c0
@@ -156,7 +120,7 @@ def print_summary(title: str, s: dict, *, keys: list[str]) -> None:
 
 
 def main(*, n: int = 300, warmup: int = 30, llm_delay_ms: float = 200.0, machine: bool = True,
-         skip_llm: bool = False, what_if_cached_client: bool = False, wait_quiet_s: float = 120.0) -> dict:
+         skip_llm: bool = False, wait_quiet_s: float = 120.0) -> dict:
     import logging
 
     for name in ("httpx", "httpx2", "openai"):  # the openai client logs every request at INFO through httpx2
@@ -211,23 +175,7 @@ def main(*, n: int = 300, warmup: int = 30, llm_delay_ms: float = 200.0, machine
         results["offline"] = {"summary": s, "strategies": strat, "cpu": cpu,
                               "pass": s["total"]["p95"] <= TARGET_P95_MS}
 
-        # the same with a new database connection per draft, as the Celery worker runs it (Django fixup)
-        k = min(len(msgs) - warmup, 100)
-        cold_msgs = msgs[: warmup + k]
-        cpu_cold: dict = {}
-        rows_cold = run_pass(cold_msgs, tag="overhead-newconn", warmup=warmup, cpu=cpu_cold, new_connection=True)
-        sc = summarise(rows_cold)
-        print_summary(f"Pass 1b: offline, new database connection per draft (as in the Celery worker), n={k}", sc,
-                      keys=["total", "claim+commit", "classify", "retrieve", "generate", "check", "store"])
-        print(f"  CPU per draft: this process {cpu_cold['process_ms_per_draft']:.1f} ms + its (new) PostgreSQL backend "
-              f"{cpu_cold['postgres_ms_per_draft']:.1f} ms = {cpu_cold['cpu_ms_per_draft']:.1f} ms → at most "
-              f"{cpu_cold['drafts_per_s_ceiling_2_cores']:.0f} drafts/s on {os.cpu_count()} cores")
-        results["offline_new_connection"] = {"summary": sc, "cpu": cpu_cold, "n": k}
-
         if not skip_llm:
-            if what_if_cached_client:
-                cache_llm_client()
-                print("\n  WHAT-IF: drafts.llm._client patched to reuse one client per process (not product code)")
             print(f"  {_drafting.wait_for_quiet(wait_quiet_s)}")
             results["load"]["before llm pass"] = _drafting.load_note()
             with _drafting.FakeLLM(delay_ms=llm_delay_ms) as fake:
@@ -249,7 +197,6 @@ def main(*, n: int = 300, warmup: int = 30, llm_delay_ms: float = 200.0, machine
             print(f"  CPU per draft: this process {cpu2['process_ms_per_draft']:.1f} ms + its PostgreSQL backend "
                   f"{cpu2['postgres_ms_per_draft']:.1f} ms = {cpu2['cpu_ms_per_draft']:.1f} ms")
             results["llm"] = {"delay_ms": llm_delay_ms, "summary": s2, "fallbacks": len(bad), "cpu": cpu2,
-                              "what_if_cached_client": what_if_cached_client,
                               "pass": s2["overhead"]["p95"] <= TARGET_P95_MS}
     finally:
         removed = _drafting.cleanup()
@@ -281,15 +228,13 @@ if __name__ == "__main__":
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--llm-delay-ms", type=float, default=200.0)
     ap.add_argument("--skip-llm", action="store_true")
-    ap.add_argument("--what-if-cached-client", action="store_true",
-                    help="pass 2 with one OpenAI client per process (a proposed product change, patched in here)")
     ap.add_argument("--wait-quiet", type=float, default=120.0,
                     help="wait up to this many seconds for other jobs to leave the CPU before each pass (0 = no)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed (make bench goes on by default)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     res = main(n=a.n, warmup=a.warmup, llm_delay_ms=a.llm_delay_ms, skip_llm=a.skip_llm,
-               what_if_cached_client=a.what_if_cached_client, wait_quiet_s=a.wait_quiet)
+               wait_quiet_s=a.wait_quiet)
     if a.json:
         a.json.write_text(json.dumps(res, indent=2, default=str))
     sys.exit(1 if a.strict and not all(ok for _, ok in res["checks"]) else 0)

@@ -120,7 +120,6 @@ def _set_indexes(present: bool) -> float:
 def _grow_to(total: int, real, model: str) -> dict[str, float]:
     """Add synthetic chunks until the chunk table holds ``total`` rows; rebuild indexes; ANALYZE."""
     import psycopg
-    from django.db import connection
     from django.utils import timezone
     from pgvector.psycopg import register_vector
     from psycopg.types.json import Jsonb

@@ -852,7 +852,6 @@ def main(*, requests: int = 20, regenerate: bool = False, run_experiments: bool 
     started = time.perf_counter()
     setup()
     from django.contrib.auth import get_user_model
-    from django.db import connection
     from django.test import Client
     from django.urls import reverse
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from conversations.models import Category, Message, Ticket
 from drafts import classifier, llm, monitors, responder, rollout
 from drafts.grounding import grounding_check
-from drafts.models import Draft
+from drafts.models import DatasetItem, Draft, Feedback
 from knowledge.models import KnowledgeSource
 from knowledge.selectors import Hit, search
 from sdrbot.embeddings import get_embedder
@@ -346,11 +346,10 @@ def draft_regenerate(*, draft_id: int, actor) -> Draft:
 
 
 @transaction.atomic
-def feedback_record(*, draft_id: int, actor, thumbs_up: bool, reasons: Sequence[str] = (), comment: str = "") -> "Feedback":
+def feedback_record(*, draft_id: int, actor, thumbs_up: bool, reasons: Sequence[str] = (), comment: str = "") -> Feedback:
     """Record (or change) ``actor``'s rating of a draft and its score ``thumbs`` (1 up, 0 down; the reasons as the
     string value, the comment as the score comment) on the draft's trace. Raises ``ValueError`` for an unknown
     reason, or for reasons on a thumbs up."""
-    from drafts.models import Feedback
     from sdrbot.models import Score
     from sdrbot.tracing import schedule_export
 
@@ -376,11 +375,11 @@ def feedback_record(*, draft_id: int, actor, thumbs_up: bool, reasons: Sequence[
 
 
 @transaction.atomic
-def dataset_item_add(*, ticket_id: int, actor, dataset_name: str | None = None) -> "DatasetItem":
+def dataset_item_add(*, ticket_id: int, actor, dataset_name: str | None = None) -> DatasetItem:
     """Add a ticket to its category's regression dataset: the customer's message(s) as input, the sent reply as the
     expected output, with links to the draft and its trace. Raises ``ValueError`` when nothing was sent yet.
     Adding the same ticket twice returns the existing item."""
-    from drafts.models import Dataset, DatasetItem
+    from drafts.models import Dataset
 
     ticket = Ticket.objects.select_related("category").get(pk=ticket_id)
     reply = Message.objects.filter(ticket=ticket, role=Message.Role.AGENT).order_by("-turn_index").first()

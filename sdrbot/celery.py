@@ -1,13 +1,19 @@
 """The Celery app. Settings come from django settings (``CELERY_*``): JSON serializer only, ``acks_late`` with
 ``reject_on_worker_lost`` (a task whose worker dies is redelivered, so every task must be safe to run twice),
-hard and soft time limits, and a broker visibility timeout above the hard limit."""
+hard and soft time limits, and a broker visibility timeout above the hard limit.
+
+Database connections: Celery's Django fixup closes every connection before and after each task unless
+``CELERY_DB_REUSE_MAX`` is set — a new PostgreSQL backend per draft, about 8 ms of the claim and 4 ms of CPU
+(docs/benchmarks.md). The settings set it high, and the handlers below apply Django's own rule around every task
+instead, as a request does: ``close_old_connections`` drops a connection older than ``CONN_MAX_AGE`` or unusable
+(``CONN_HEALTH_CHECKS``), so a restarted database costs one reconnect, not a failed draft."""
 
 from __future__ import annotations
 
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sdrbot.settings")
 
@@ -28,3 +34,11 @@ def _warm_up(**_kwargs) -> None:
 
     get_embedder().embed(["warm up"])
     stop_words()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(**_kwargs) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()
