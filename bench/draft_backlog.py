@@ -280,9 +280,6 @@ def main(*, n: int = 2000, configs: list[str] | None = None, llm_delay_ms: float
           f" PostgreSQL backends of {_common.BENCH_DB} (sampled every 0.5 s); other PostgreSQL processes;"
           f" rest = everything else on the machine (this process, the fake LLM, other engineers' jobs); system = % of"
           f" all {os.cpu_count()} cores)")
-    print("  * Celery's Django fixup closes the database connection before and after every task (CELERY_DB_REUSE_MAX"
-          " unset), so each draft gets a new PostgreSQL backend that lives ~one task: the 0.5 s sampler misses those,"
-          " and their CPU shows up under 'rest'.")
     print(f"  total time {time.perf_counter() - started:.0f} s")
     return results
 
