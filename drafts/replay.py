@@ -160,6 +160,14 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         judged = [r["cat_ok"] for r in rows if r["cat_ok"] is not None]
         s["category_accuracy"] = round(float(np.mean(judged)), 4)
     s["strategies"] = dict(Counter(r["strategy"] for r in rows))
+    by_strategy: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_strategy[r["strategy"]].append(r)
+    # where the responder wins or loses: each strategy's similarity beside the baseline's on the same tickets
+    s["by_strategy"] = {k: {"n": len(v), "edit_similarity": round(float(np.mean([r["sim"] for r in v])), 4),
+                            "baseline_similarity": (round(float(np.mean([r["base_sim"] for r in v])), 4)
+                                                    if all(r["base_sim"] is not None for r in v) else None)}
+                        for k, v in sorted(by_strategy.items())}
     return s
 
 

@@ -6,9 +6,11 @@ Given the customer's message, its category and what retrieval found, it takes th
 1. **adapt_resolved** — the nearest resolved ticket *of the same category* (and of the same intent when the
    classifier is confident) is close enough (cosine similarity of the questions ≥
    ``RESPONDER_ADAPT_MIN_SIMILARITY``, default 0.80): reuse a reply that was actually sent — the consensus reply of
-   the close tickets (:func:`consensus_ticket`) — (order numbers from the message fill ``{{Order Number}}``-style placeholders; leading @mentions and
-   greetings addressed to someone else are dropped). Confidence = that similarity.
-2. **compose** — a knowledge-base passage is relevant (similarity ≥ ``RESPONDER_MIN_SIMILARITY``, default 0.45):
+   the retrieved tickets, weighted by how close their questions are (:func:`consensus_ticket`); order numbers
+   from the message fill ``{{Order Number}}``-style placeholders and leading @mentions are dropped. Confidence =
+   that similarity.
+2. **compose** — a knowledge-base passage is relevant (similarity ≥ ``RESPONDER_MIN_SIMILARITY``, default 0.45) and
+   closer to the question than the category's nearest resolved ticket:
    pick up to three sentences from the top passages that share the most content terms with the message
    (score = |query ∩ sentence| / √|sentence|, ties to the better-ranked passage), keep them in document order, and
    cite each with ``[n]``; the sources are listed under the reply. Confidence = best similarity × share of query
@@ -61,19 +63,27 @@ def citation(hit: Hit, n: int) -> dict:
             "snippet": hit.text[:240], "similarity": round(similarity(hit), 4)}
 
 
-def consensus_ticket(close: Sequence[Hit]) -> Hit:
+CONSENSUS_TEMPERATURE = 0.2  # cosine-similarity units; chosen on the train split (docs/benchmarks.md)
+
+
+def consensus_ticket(close: Sequence[Hit], temperature: float | None = None) -> Hit:
     """Among the retrieved resolved tickets of the message's category (and intent), sorted nearest first, the one
-    whose reply is most like the others' (highest summed normalised Levenshtein similarity; ties to the nearer
-    ticket). One ticket's idiosyncrasies (a name, an aside) are less likely to be copied than with the single
-    nearest reply; on the Bitext replay this raised mean edit similarity from 0.367 to 0.397 (docs/benchmarks.md)."""
+    whose reply agrees most with the others' replies, each other reply weighted by how close its question is to the
+    message: minimum-Bayes-risk selection (Kumar & Byrne, 2004) with utility = normalised Levenshtein similarity and
+    weights ``exp((sim_j − sim_max) / temperature)``. One ticket's idiosyncrasies (a name, an aside) are less likely
+    to be copied than with the single nearest reply, and unlike an unweighted medoid the choice still depends on the
+    message when the category has few tickets. Ties go to the nearer ticket."""
     if len(close) <= 2:
         return close[0]
+    import numpy as np
     from rapidfuzz import process
     from rapidfuzz.distance import Levenshtein
 
     replies = [h.metadata["reply"] for h in close]
-    sims = process.cdist(replies, replies, scorer=Levenshtein.normalized_similarity)
-    totals = sims.sum(axis=1)
+    sims = np.asarray(process.cdist(replies, replies, scorer=Levenshtein.normalized_similarity))
+    q = np.array([similarity(h) for h in close])
+    weights = np.exp((q - q.max()) / (temperature or CONSENSUS_TEMPERATURE))
+    totals = sims @ weights
     best = max(range(len(close)), key=lambda i: (round(float(totals[i]), 6), -i))
     return close[best]
 
@@ -144,7 +154,8 @@ def respond(*, message: str, category_slug: str | None, kb_hits: Sequence[Hit], 
                                used_passages=[chosen.text, chosen.metadata["reply"]])
 
     relevant = [h for h in kb_hits if similarity(h) >= settings.RESPONDER_MIN_SIMILARITY]
-    if relevant:
+    if relevant and max(similarity(h) for h in relevant) > ticket_sim:
+        # a knowledge-base passage is closer to the question than any resolved ticket of the category
         body, cites, used, coverage = _compose(message, relevant)
         if body:
             confidence = round(similarity(relevant[0]) * (0.5 + 0.5 * coverage), 4)
