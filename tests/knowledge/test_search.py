@@ -134,3 +134,29 @@ def test_hits_carry_what_a_trace_needs(kb) -> None:
     assert hit["external_id"] == "invoices" and hit["title"] == "Invoices" and hit["source"] == "help"
     assert {"chunk_id", "document_id", "text", "score", "keyword_rank", "vector_rank", "vector_distance"} <= set(hit)
     assert d["config"]["mode"] == "hybrid" and d["config"]["k"] == 2
+
+
+def test_bounded_keyword_ranking_keeps_the_selective_matches_first(settings) -> None:
+    """KB_FTS_MAX_RANKED: a query whose common word matches more chunks than the bound ranks only the chunks with its
+    selective word (through the GIN index), then fills up with at most the bound of other matches."""
+    docs = [DocumentInput(external_id=f"common-{i:02d}", title=f"Account note {i}",
+                          text=f"Your account settings page number {i} lists the options for its owner.")
+            for i in range(60)]
+    docs += [DocumentInput(external_id=f"rare-{i}", title=f"Chargeback {i}",
+                           text=f"A chargeback on your account: every chargeback is reviewed by the payments team, case {i}.")
+             for i in range(3)]
+    source_sync(source_name="bulk", documents=docs)
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE knowledge_chunk")  # the bound is planned from pg_stats, as autovacuum keeps them
+    settings.KB_FTS_MAX_RANKED = 0
+    full = search("account chargeback", k=20, mode="keyword").hits
+    settings.KB_FTS_MAX_RANKED = 10
+    bounded = search("account chargeback", k=20, mode="keyword").hits
+    assert {h.external_id for h in full[:3]} == {h.external_id for h in bounded[:3]} == {"rare-0", "rare-1", "rare-2"}
+    assert len(full) == 20 and len(bounded) == 13  # 3 selective matches + at most 10 others: the bound held
+    assert all(h.external_id.startswith("common-") for h in bounded[3:])
+    # below the bound nothing changes: a selective query ranks every match exactly as without a bound
+    settings.KB_FTS_MAX_RANKED = 0
+    exact = [h.external_id for h in search("chargeback payments", k=5, mode="keyword").hits]
+    settings.KB_FTS_MAX_RANKED = 10
+    assert [h.external_id for h in search("chargeback payments", k=5, mode="keyword").hits] == exact
