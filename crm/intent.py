@@ -17,6 +17,7 @@ Training data (``../shared/data``; mapping table below and in README "Sales (SDR
 from __future__ import annotations
 
 import csv
+import os
 import hashlib
 import json
 import random
@@ -109,6 +110,22 @@ def dataset(data_dir: Path, *, seed: int = 7) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+def training_subset(texts: Sequence[str], labels: Sequence[str], per_label: int) -> tuple[list[str], list[str]]:
+    """A small training set (tests, quick demos): the team's seed examples plus the first ``per_label`` others of
+    each label."""
+    with open(SEEDS, newline="", encoding="utf-8") as f:
+        seeds = {" ".join(r["sentence"].lower().split()) for r in csv.DictReader(f)}
+    seen: Counter[str] = Counter()
+    keep = []
+    for i, (t, lab) in enumerate(zip(texts, labels)):
+        if " ".join(t.lower().split()) in seeds:
+            keep.append(i)
+        elif seen[lab] < per_label:
+            seen[lab] += 1
+            keep.append(i)
+    return [texts[i] for i in keep], [labels[i] for i in keep]
+
+
 def split(labels: Sequence[str], *, seed: int = 7, dev: float = 0.15, test: float = 0.15) -> tuple[list[int], list[int], list[int]]:
     """Stratified train / dev / test indices (deterministic per seed)."""
     from sklearn.model_selection import train_test_split
@@ -144,7 +161,7 @@ def embed_cached(texts: Sequence[str]) -> np.ndarray:
             cache[k] = np.asarray(v, dtype=np.float32)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
             np.savez(tmp, **cache)
             tmp.replace(path)
         except OSError:

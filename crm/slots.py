@@ -202,12 +202,12 @@ def extract(text: str, *, asked: str = "") -> Extraction:
     if m:
         n, unit = int(m.group(1)), m.group(2).lower()
         days = n * {"day": 1, "week": 7, "month": 30}[unit]
-        timeline = Extracted("timeline", m.group(0), {"days": days}, _sentence_around(text_wo_email, m.start(), m.end()))
+        timeline = Extracted("timeline", m.group(0).lower(), {"days": days}, _sentence_around(text_wo_email, m.start(), m.end()))
     else:
         for pattern, days in _TIMELINE:
             m = pattern.search(text_wo_email)
             if m:
-                timeline = Extracted("timeline", m.group(0), {"days": days}, _sentence_around(text_wo_email, m.start(), m.end()))
+                timeline = Extracted("timeline", m.group(0).lower(), {"days": days}, _sentence_around(text_wo_email, m.start(), m.end()))
                 break
     if timeline:
         out.slots.append(timeline)

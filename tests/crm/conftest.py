@@ -71,3 +71,29 @@ def start_worker(queue: str, extra_env: dict[str, str], *, concurrency: int = 4)
             return proc
     proc.kill()
     raise RuntimeError("celery worker did not answer a ping within 60 s")
+
+
+@pytest.fixture
+def sdr_model(db):
+    """The SDR intent model trained on a small subset of the real data (the seed examples + 15 per label)."""
+    from crm import intent
+    from tests.conftest import SHARED_DATA
+
+    texts, labels = intent.dataset(SHARED_DATA)
+    texts, labels = intent.training_subset(texts, labels, 15)
+    return intent.intent_train(texts=texts, labels=labels)
+
+
+@pytest.fixture
+def sales_kb(db):
+    from knowledge.services import DocumentInput, source_sync
+
+    source_sync(source_name="docs", kind="docs", documents=[
+        DocumentInput(external_id="pricing", title="Plans and pricing", url="https://docs.example.org/pricing",
+                      text="Plans and pricing. The Team plan costs 29 dollars per seat per month and includes the "
+                           "widget and the knowledge base. The Business plan adds single sign-on and costs 59 dollars "
+                           "per seat per month."),
+        DocumentInput(external_id="password", title="Reset password", url="https://docs.example.org/password",
+                      text="To reset your password open Settings, choose Security and click Reset password. A reset "
+                           "link is emailed to the address on the account and expires after one hour."),
+    ])

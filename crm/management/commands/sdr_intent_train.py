@@ -15,7 +15,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--data", type=Path, default=Path("../shared/data"))
         parser.add_argument("--seed", type=int, default=7)
-        parser.add_argument("--limit-per-label", type=int, default=0, help="a small subset (tests): N per label")
+        parser.add_argument("--limit-per-label", type=int, default=0, help="a small subset: the seed examples + N per label")
 
     def handle(self, *args, **opts) -> None:
         from crm import intent
@@ -25,9 +25,6 @@ class Command(BaseCommand):
             raise CommandError(f"{data}: hint3/ and clinc150/ not found; pass --data with the shared data folder")
         texts, labels = intent.dataset(data, seed=opts["seed"])
         if opts["limit_per_label"]:
-            seen: dict[str, int] = {}
-            keep = [i for i, lab in enumerate(labels) if seen.setdefault(lab, 0) < opts["limit_per_label"]
-                    and not seen.__setitem__(lab, seen[lab] + 1)]
-            texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+            texts, labels = intent.training_subset(texts, labels, opts["limit_per_label"])
         model = intent.intent_train(texts=texts, labels=labels, seed=opts["seed"])
         self.stdout.write(json.dumps({k: v for k, v in model.metrics.items() if k != "label_counts"}))
