@@ -88,7 +88,11 @@ def qualification_run(*, ticket, message, outcome, recorder):
     from crm import intent as intent_mod
     from sdrbot.embeddings import get_embedder
 
+    from drafts.classifier import active_model_id
+
     thread_id, turn = str(ticket.thread_id), message.turn_index
+    if active_model_id(intent_mod.TARGET) is None:
+        return outcome  # no intent model trained (manage.py sdr_intent_train): the pipeline is unchanged
     done = _checkpoints(thread_id, turn)
     lead = Lead.objects.filter(ticket=ticket).first()
 
@@ -98,8 +102,8 @@ def qualification_run(*, ticket, message, outcome, recorder):
             s.metadata["resumed"] = True
         else:
             pred = intent_mod.intent_classify(get_embedder().embed([message.body[:2000]])[0])
-            if pred is None:
-                s.output = {"skipped": "no sdr_intent model trained (manage.py sdr_intent_train)"}
+            if pred is None:  # trained with another embedding model
+                s.output = {"skipped": "the sdr_intent model does not match the embedding model"}
                 return outcome
             st = {"intent": pred.intent, "sub_intent": pred.sub_intent, "confidence": pred.confidence,
                   "top": pred.top}
