@@ -174,6 +174,7 @@ OUTBOX_RETRY_BASE_SECONDS = env.float("OUTBOX_RETRY_BASE_SECONDS", default=2.0)
 OUTBOX_RETRY_MAX_SECONDS = env.float("OUTBOX_RETRY_MAX_SECONDS", default=300.0)
 OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=60.0)  # must exceed CRM_TIMEOUT
 OUTBOX_QUEUE = env.str("OUTBOX_QUEUE", default="celery")  # Celery queue of deliveries (workers: -Q celery,<this>)
+CELERY_TASK_ROUTES = {"crm.outbox_deliver": {"queue": OUTBOX_QUEUE}, "crm.outbox_sweep": {"queue": OUTBOX_QUEUE}}
 SDR_INTENT_MIN_CONFIDENCE = env.float("SDR_INTENT_MIN_CONFIDENCE", default=0.0)  # 0 = the threshold tuned at training
 
 # --- tracing -----------------------------------------------------------------------------------------------------
