@@ -58,8 +58,8 @@ def _checkpoints(thread_id: str, turn: int) -> dict[str, dict]:
 
 
 def _checkpoint(thread_id: str, turn: int, step: str, state: dict) -> None:
-    Checkpoint.objects.get_or_create(thread_id=thread_id, turn_id=turn, step=step,
-                                     defaults={"seq": STEPS.index(step), "state": state})
+    # not get_or_create: the caller read this turn's checkpoints first, and a racing twin fails on the unique key
+    Checkpoint.objects.create(thread_id=thread_id, turn_id=turn, step=step, seq=STEPS.index(step), state=state)
 
 
 def current_slots(lead: Lead) -> dict[str, dict]:
@@ -68,11 +68,11 @@ def current_slots(lead: Lead) -> dict[str, dict]:
             for v in SlotValue.objects.filter(lead=lead, is_current=True)}
 
 
-def _state(lead: Lead | None, turn: int, **extra) -> dict:
+def _state(lead: Lead | None, turn: int, cur: dict | None = None, **extra) -> dict:
     base: dict[str, Any] = {"turn_id": turn, "lead_id": lead.pk if lead else None}
     if lead is not None:
         base.update(thread_id=str(lead.thread_id), status=lead.status, intent=lead.intent, sub_intent=lead.sub_intent,
-                    slots=current_slots(lead), score=lead.score, tier=lead.tier, next_action=lead.next_action)
+                    slots=current_slots(lead) if cur is None else cur, score=lead.score, tier=lead.tier, next_action=lead.next_action)
     return {**base, **extra}
 
 
@@ -131,13 +131,16 @@ def qualification_run(*, ticket, message, outcome, recorder):
                 asked = "" if support_here else _last_asked(lead, turn)
                 ex = slots.extract(message.body, asked=asked)
                 ex_flags, refused_now = _slots_store(lead, message, ex, asked)
-                _checkpoint(thread_id, turn, "slots", _state(lead, turn, flags=ex_flags, refused=refused_now,
+                cur = current_slots(lead)
+                _checkpoint(thread_id, turn, "slots", _state(lead, turn, cur, flags=ex_flags, refused=refused_now,
                                                                sdr_intent=st))
+        if "slots" in done:
+            cur = current_slots(lead)
         s.output = {"lead_id": lead.pk, "flags": ex_flags, "refused": refused_now,
-                    "slots": {k: v["value"] for k, v in current_slots(lead).items()}}
+                    "slots": {k: v["value"] for k, v in cur.items()}}
 
     # a support question inside a sales chat goes to the support pipeline, unless the turn answered our questions
-    filled_now = [k for k, v in current_slots(lead).items() if v["turn"] == turn]
+    filled_now = [k for k, v in cur.items() if v["turn"] == turn]
     support_here = support_here and in_sales and not filled_now
 
     # ------------------------------------------------------------------ score
@@ -148,8 +151,8 @@ def qualification_run(*, ticket, message, outcome, recorder):
         else:
             with transaction.atomic():
                 lead = Lead.objects.select_for_update().get(pk=lead.pk)
-                r = _score(lead, rules, st, support_here)
-                _checkpoint(thread_id, turn, "score", _state(lead, turn, fired=r.fired, handoff=r.handoff_reasons))
+                r = _score(lead, rules, st, support_here, cur, message.body)
+                _checkpoint(thread_id, turn, "score", _state(lead, turn, cur, fired=r.fired, handoff=r.handoff_reasons))
         s.output = {"score": lead.score, "tier": lead.tier, "next_action": lead.next_action,
                     "fired": [f["rule"] for f in lead.fired_rules], "handoff": lead.handoff_reasons}
 
@@ -161,10 +164,10 @@ def qualification_run(*, ticket, message, outcome, recorder):
             lead.refresh_from_db()
         else:
             with transaction.atomic():
-                lead = Lead.objects.select_for_update().get(pk=lead.pk)
-                decision = _decide_and_write(lead, message, st, ex_flags, refused_now, support_here, config, outcome)
+                lead = Lead.objects.select_for_update(of=("self",)).select_related("contact", "company").get(pk=lead.pk)
+                decision = _decide_and_write(lead, message, st, ex_flags, refused_now, support_here, config, outcome, cur)
                 _checkpoint(thread_id, turn, "crm_write", _state(
-                    lead, turn, decision=decision,
+                    lead, turn, cur, decision=decision,
                     retrieved_context=[{k: c.get(k) for k in ("title", "url", "chunk_id")} for c in outcome.citations[:5]]))
         s.output = decision
 
@@ -174,8 +177,8 @@ def qualification_run(*, ticket, message, outcome, recorder):
             s.metadata["resumed"] = True
             r = done["reply"]["reply"]
         else:
-            r = _reply(lead, st, decision, outcome, config)
-            _checkpoint(thread_id, turn, "reply", _state(lead, turn, reply=r))
+            r = _reply(lead, st, decision, outcome, config, cur)
+            _checkpoint(thread_id, turn, "reply", _state(lead, turn, cur, reply=r))
         s.output = r
     if r is None:
         return outcome
@@ -234,10 +237,12 @@ def _conversation_text(lead: Lead) -> str:
                      .order_by("turn_index").values_list("body", flat=True))
 
 
-def _score(lead: Lead, rules: dict, st: dict, support_here: bool) -> scoring.Routing:
+def _score(lead: Lead, rules: dict, st: dict, support_here: bool, current: dict[str, dict], text: str) -> scoring.Routing:
     angry = any(f.get("flag") == "angry" for f in lead.flags)
     support_turns = sum(1 for f in lead.flags if f.get("flag") == "support_turn") + int(support_here)
-    r = scoring.route(current=current_slots(lead), rules=rules, conversation_text=_conversation_text(lead),
+    # the hard rules read the whole conversation; a first turn is just this message (no query)
+    conversation = text if lead.last_turn <= 0 and not lead.flags else _conversation_text(lead)
+    r = scoring.route(current=current, rules=rules, conversation_text=conversation,
                       angry=angry, intent="support" if support_here else lead.intent or st["intent"],
                       support_turns=support_turns)
     lead.score, lead.tier, lead.fired_rules, lead.handoff_reasons = r.score, r.tier, r.fired, r.handoff_reasons
@@ -262,12 +267,11 @@ def next_question(lead: Lead, current: dict[str, dict]) -> str:
 
 
 def _decide_and_write(lead: Lead, message, st: dict, flags: list[dict], refused_now: list[str], support_here: bool,
-                      config: CrmSettings, outcome) -> dict:
+                      config: CrmSettings, outcome, current: dict[str, dict]) -> dict:
     """Decide this turn (ask a question or route), update the lead and contact, write the activity and the outbox
     rows. Returns the decision: {"kind": "ask"|"route"|"support_answer"|"routed_already", "slot", "action", …}."""
     turn, thread_id = message.turn_index, str(lead.thread_id)
     now = timezone.now()
-    current = current_slots(lead)
     _contact_sync(lead, current)
     email_new = "email" in current and current["email"]["turn"] == turn
     bad_email = next((f for f in flags if f["flag"] == "email_refused"), None)
@@ -275,7 +279,7 @@ def _decide_and_write(lead: Lead, message, st: dict, flags: list[dict], refused_
     declined_all = sum(1 for f in lead.flags if f.get("flag") == "declined_details") >= 2 or any(
         w in message.body.lower() for w in ("just give me the price", "just tell me the price", "just send me the link",
                                             "no more questions", "stop asking"))
-    decision: dict[str, Any] = {"turn": turn}
+    decision: dict[str, Any] = {"turn": turn, "first": not lead.asked}
     if support_here:
         decision.update(kind="support_answer")
         lead.flags = [*lead.flags, {"flag": "support_turn", "turn": turn, "quote": message.body[:200]}]
@@ -340,9 +344,11 @@ def _decide_and_write(lead: Lead, message, st: dict, flags: list[dict], refused_
 
 def _contact_sync(lead: Lead, current: dict[str, dict]) -> None:
     contact = lead.contact
+    lead_fields = []
     if contact is None:
         contact = Contact.objects.create()
         lead.contact = contact
+        lead_fields.append("contact")
     updates = {}
     for slot, attr in (("name", "name"), ("email", "email"), ("role", "role")):
         if slot in current and getattr(contact, attr) != current[slot]["value"][:200]:
@@ -356,12 +362,14 @@ def _contact_sync(lead: Lead, current: dict[str, dict]) -> None:
                 Company.objects.filter(name__iexact=name, domain="").first() or Company.objects.create(name=name, domain=domain)
             lead.company = company
             updates["company"] = company
+            lead_fields.append("company")
     if updates:
         for k, v in updates.items():
             setattr(contact, k, v)
         contact.updated_at = timezone.now()
         contact.save(update_fields=[*updates, "updated_at"])
-    lead.save(update_fields=["contact", "company"])
+    if lead_fields:
+        lead.save(update_fields=lead_fields)
 
 
 def _lead_payload(lead: Lead, current: dict[str, dict]) -> dict:
@@ -439,14 +447,13 @@ def _kb_link(lead: Lead) -> str:
     return next((h.url for h in hits if h.url), "")
 
 
-def _reply(lead: Lead, st: dict, decision: dict, outcome, config: CrmSettings) -> dict | None:
+def _reply(lead: Lead, st: dict, decision: dict, outcome, config: CrmSettings, current: dict[str, dict]) -> dict | None:
     """The customer-facing reply of this turn, or None to keep the support pipeline's draft."""
     kind = decision["kind"]
     if kind in ("support_answer", "routed_already") and decision.get("action") != "support_ticket":
         return None
     if kind == "route" and decision["action"] == "support_ticket":
         return None
-    current = current_slots(lead)
     name = current.get("name", {}).get("value", "").split(" ")[0]
     answer = ""
     keeps = False
@@ -454,8 +461,7 @@ def _reply(lead: Lead, st: dict, decision: dict, outcome, config: CrmSettings) -
             outcome.strategy not in ("abstain",) and not outcome.needs_human and outcome.body:
         answer, keeps = outcome.body.strip(), True
     parts: list[str] = []
-    first_turn = not Activity.objects.filter(lead=lead, turn_index__lt=decision["turn"]).exists()
-    if first_turn and st["intent"] == "sales":
+    if decision.get("first") and st["intent"] == "sales":
         parts.append(OPENERS.get(st["sub_intent"], "Thanks for reaching out."))
     if answer:
         parts.append(answer)
