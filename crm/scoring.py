@@ -24,7 +24,7 @@ ACTIONS = ("self_serve", "book_meeting", "support_ticket", "human_handoff")
 
 DEFAULT_RULES: dict[str, Any] = {
     "rules": [
-        {"id": "team_1000", "dimension": "fit", "group": "team", "slot": "team_size", "op": "gte", "value": 200, "points": 25, "label": "Team of 200+"},
+        {"id": "team_200", "dimension": "fit", "group": "team", "slot": "team_size", "op": "gte", "value": 200, "points": 25, "label": "Team of 200+"},
         {"id": "team_50", "dimension": "fit", "group": "team", "slot": "team_size", "op": "gte", "value": 50, "points": 15, "label": "Team of 50+"},
         {"id": "team_10", "dimension": "fit", "group": "team", "slot": "team_size", "op": "gte", "value": 10, "points": 8, "label": "Team of 10+"},
         {"id": "decision_maker", "dimension": "fit", "group": "authority", "slot": "authority", "op": "eq", "value": "decision_maker", "points": 15, "label": "Talking to a decision maker"},

@@ -502,3 +502,28 @@ def _reply(lead: Lead, st: dict, decision: dict, outcome, config: CrmSettings, c
         flags.append("instruction_ignored")
     return {"body": "\n\n".join(parts), "strategy": strategy, "confidence": confidence, "needs_human": needs_human,
             "abstain_reason": abstain, "flags": flags, "keeps_answer": keeps}
+
+
+@transaction.atomic
+def crm_settings_update(*, actor, booking_link: str, self_serve_link: str, adapter: str, endpoint_url: str,
+                        scoring_rules: dict | None) -> CrmSettings:
+    """An admin changes the sales settings (audited). ``scoring_rules`` None or {} means the defaults. Raises
+    ``ValueError`` for an unknown adapter, an adapter without its URL, or invalid rules (crm.scoring.validate_rules)."""
+    if adapter not in CrmSettings.Adapter.values:
+        raise ValueError(f"adapter: choose one of {', '.join(CrmSettings.Adapter.values)}")
+    if adapter != CrmSettings.Adapter.NONE and not endpoint_url:
+        raise ValueError("endpoint URL: the adapter needs one")
+    if scoring_rules:
+        scoring.validate_rules(scoring_rules)
+    config = CrmSettings.objects.select_for_update().get_or_create(pk=1)[0]
+    before = {"adapter": config.adapter, "endpoint_url": config.endpoint_url, "booking_link": config.booking_link,
+              "custom_rules": bool(config.scoring_rules)}
+    config.booking_link, config.self_serve_link = booking_link, self_serve_link
+    config.adapter, config.endpoint_url = adapter, endpoint_url
+    config.scoring_rules = scoring_rules or {}
+    config.updated_by, config.updated_at = actor, timezone.now()
+    config.save()
+    Activity.objects.create(kind=Activity.Kind.AUDIT, actor=actor, subject="Sales settings changed",
+                            body=f"before: {before}; after: adapter {adapter}, endpoint {endpoint_url}, booking "
+                                 f"{booking_link}, custom rules {bool(scoring_rules)}")
+    return config

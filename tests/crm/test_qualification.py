@@ -89,7 +89,7 @@ def test_contradictory_answers_later_wins_both_kept(chat) -> None:
     assert values == [("50", 0, False), ("250", 1, True)]
     lead = chat.lead
     assert any(f["flag"] == "answer_changed" and f["from"] == "50" and f["to"] == "250" for f in lead.flags)
-    assert "team_1000" in {f["rule"] for f in lead.fired_rules}  # the rule reads the current value
+    assert "team_200" in {f["rule"] for f in lead.fired_rules}  # the rule reads the current value
     assert "team_size changed from 50 (turn 0) to 250 (turn 1)" in lead.briefing
 
 
