@@ -194,3 +194,15 @@ def test_a_turn_interrupted_mid_way_resumes_from_its_checkpoint_and_writes_once(
     assert again.body == out.body
     assert (Activity.objects.count(), OutboxWrite.objects.count(), SlotValue.objects.count(), Checkpoint.objects.count()) == counts
     assert OutboxWrite.objects.filter(idempotency_key=f"{thread}:1:turn_note").count() == 1
+
+
+def test_sales_question_inside_a_support_ticket_starts_a_lead(sdr_model, sales_kb) -> None:
+    configure("webhook", "http://127.0.0.1:9/webhook")
+    chat = Chat()
+    d = chat.say("My invoice is wrong, I was charged twice")
+    assert not Lead.objects.exists() and d.strategy != "sdr_question"
+    d = chat.say("Also, we want to add another team: can I get a demo for our 40 agents?")
+    lead = chat.lead
+    assert lead.intent == "sales" and lead.status == "qualifying" and d.strategy == "sdr_question"
+    assert SlotValue.objects.get(lead=lead, slot="team_size").turn_index == 1
+    assert OutboxWrite.objects.filter(idempotency_key=f"{lead.thread_id}:1:turn_note").exists()
