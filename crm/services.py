@@ -125,12 +125,12 @@ def qualification_run(*, ticket, message, outcome, recorder):
             lead = Lead.objects.get(pk=done["slots"]["lead_id"])
             ex_flags, refused_now = done["slots"]["flags"], done["slots"]["refused"]
         else:
+            # a confident support question is not read as a bare answer to our last question
+            asked = "" if support_here or lead is None else _last_asked(lead, turn)
+            ex, source = _extract(message.body, asked, recorder, s)  # before the lock: it may call the chat model
             with transaction.atomic():
                 lead = _lead_for(ticket, st) if lead is None else Lead.objects.select_for_update().get(pk=lead.pk)
-                # a confident support question is not read as a bare answer to our last question
-                asked = "" if support_here else _last_asked(lead, turn)
-                ex = slots.extract(message.body, asked=asked)
-                ex_flags, refused_now = _slots_store(lead, message, ex, asked)
+                ex_flags, refused_now = _slots_store(lead, message, ex, asked, source)
                 cur = current_slots(lead)
                 _checkpoint(thread_id, turn, "slots", _state(lead, turn, cur, flags=ex_flags, refused=refused_now,
                                                                sdr_intent=st))
@@ -203,7 +203,19 @@ def _lead_for(ticket, st: dict) -> Lead:
     return Lead.objects.select_for_update().get(pk=lead.pk)
 
 
-def _slots_store(lead: Lead, message, ex: slots.Extraction, asked: str) -> tuple[list[dict], list[str]]:
+def _extract(text: str, asked: str, recorder, span) -> tuple[slots.Extraction, str]:
+    """The chat model's structured output when one is configured (crm.llm_slots), else the offline extractor."""
+    from drafts import llm
+
+    if llm.llm_enabled():
+        from crm import llm_slots
+
+        ex = llm_slots.extract(text, asked=asked, recorder=recorder, parent=span)
+        return ex, slots.SOURCE if any(f["flag"] == "llm_slots_fallback" for f in ex.flags) else llm_slots.SOURCE
+    return slots.extract(text, asked=asked), slots.SOURCE
+
+
+def _slots_store(lead: Lead, message, ex: slots.Extraction, asked: str, source: str) -> tuple[list[dict], list[str]]:
     """Store the extracted values (superseding earlier ones), the flags and refusals. Returns (flags, refused)."""
     turn = message.turn_index
     current = {v.slot: v for v in SlotValue.objects.filter(lead=lead, is_current=True)}
@@ -217,7 +229,7 @@ def _slots_store(lead: Lead, message, ex: slots.Extraction, asked: str) -> tuple
             flags.append({"flag": "answer_changed", "slot": e.slot, "from": old.value, "to": e.value,
                           "from_turn": old.turn_index, "turn": turn, "quote": e.quote[:200]})
         SlotValue.objects.create(lead=lead, slot=e.slot, value=e.value[:500], normalized=e.normalized,
-                                 quote=e.quote[:2000], turn_index=turn, message=message, source=slots.SOURCE)
+                                 quote=e.quote[:2000], turn_index=turn, message=message, source=source)
     refused: list[str] = []
     if ex.refused:
         refused = [asked] if asked and not ex.get(asked) else []
