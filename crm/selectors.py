@@ -57,7 +57,7 @@ def lead_page(lead: Lead) -> dict[str, Any]:
         Prefetch("attempt_log", queryset=OutboxAttempt.objects.order_by("number", "id"))))
     return {"lead": lead, "transcript": messages, "slots": slots, "writes": writes,
             "activities": list(lead.activities.select_related("actor").order_by("created_at", "id")),
-            "flags": [f for f in lead.flags if f.get("flag") != "support_turn"]}
+            "flags": [{**f, "label": f["flag"].replace("_", " ")} for f in lead.flags if f.get("flag") != "support_turn"]}
 
 
 def dead_writes(limit: int = 200) -> list[OutboxWrite]:

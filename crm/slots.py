@@ -272,6 +272,7 @@ def extract(text: str, *, asked: str = "") -> Extraction:
     if m:
         out.slots.append(Extracted("need", _sentence_around(text_wo_email, m.start(), m.end())[:300], {},
                                    _sentence_around(text_wo_email, m.start(), m.end())))
-    elif asked == "need" and len(text_wo_email.split()) >= 3 and not out.refused:
+    elif asked == "need" and len(text_wo_email.split()) >= 3 and not out.refused and not out.slots and not out.flags:
+        # a bare answer to "what are you hoping to solve?" — only when the message says nothing else we recognise
         out.slots.append(Extracted("need", text_wo_email.strip()[:300], {}, text_wo_email.strip()[:300]))
     return out
