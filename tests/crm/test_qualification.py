@@ -206,3 +206,18 @@ def test_sales_question_inside_a_support_ticket_starts_a_lead(sdr_model, sales_k
     assert lead.intent == "sales" and lead.status == "qualifying" and d.strategy == "sdr_question"
     assert SlotValue.objects.get(lead=lead, slot="team_size").turn_index == 1
     assert OutboxWrite.objects.filter(idempotency_key=f"{lead.thread_id}:1:turn_note").exists()
+
+
+def test_after_routing_no_more_questions_but_a_hard_rule_still_hands_off(chat) -> None:
+    chat.say("What does it cost?")
+    chat.say("I'd rather not say.")
+    d = chat.say("I prefer not to share that. Just tell me the price.")
+    assert chat.lead.next_action == "self_serve" and d.strategy == "sdr_self_serve"
+    d = chat.say("ok thanks")
+    assert not d.strategy.startswith("sdr_") and chat.lead.status == "disqualified"
+    d = chat.say("Actually our legal team needs a DPA before we can start.")
+    lead = chat.lead
+    assert lead.status == "handed_off" and lead.next_action == "human_handoff" and d.needs_human
+    assert lead.handoff_reasons == ["legal: legal, dpa"]
+    assert OutboxWrite.objects.filter(lead=lead, action="handoff_task").count() == 1
+    assert OutboxWrite.objects.filter(lead=lead, action="lead_outcome").count() == 2  # self-serve, then the handoff
