@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from crm import outbox, scoring, selectors, services
 from crm.models import CrmSettings, Lead
@@ -30,9 +31,16 @@ def leads(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 @require_GET
+@vary_on_headers("HX-Request")
 def lead_detail(request: HttpRequest, lead_id: int) -> HttpResponse:
+    """The lead page; an HTMX request with ``fragment=writes`` gets only the CRM delivery table (it refreshes every
+    5 s while a write is pending)."""
     lead = selectors.lead_for_console(lead_id=lead_id, user=request.user)
-    return render(request, "crm/lead.html", {**selectors.lead_page(lead), "is_admin": is_admin(request.user)})
+    ctx = {**selectors.lead_page(lead), "is_admin": is_admin(request.user)}
+    ctx["pending"] = any(w.status == "pending" for w in ctx["writes"])
+    if request.htmx and request.GET.get("fragment") == "writes":
+        return render(request, "crm/_writes.html", ctx)
+    return render(request, "crm/lead.html", ctx)
 
 
 @admin_required

@@ -104,3 +104,15 @@ def test_admin_redelivers_a_dead_write_agent_cannot(client, lead, agent_user, ad
     assert r.status_code == 302
     row.refresh_from_db()
     assert row.status == "pending" and row.max_attempts == 16
+
+
+def test_htmx_fragment_refreshes_only_the_crm_writes_while_pending(client, lead, agent_user) -> None:
+    login(client, agent_user)
+    r = client.get(f"/console/leads/{lead.pk}/?fragment=writes", HTTP_HX_REQUEST="true")
+    html = r.content.decode()
+    assert r.status_code == 200 and html.lstrip().startswith('<div id="crm-writes"') and "<html" not in html
+    assert 'hx-trigger="every 5s"' in html and "HX-Request" in r["Vary"]
+    OutboxWrite.objects.filter(lead=lead).update(status="delivered")
+    html = client.get(f"/console/leads/{lead.pk}/?fragment=writes", HTTP_HX_REQUEST="true").content.decode()
+    assert "hx-trigger" not in html  # nothing pending: it stops polling
+    assert "<html" in client.get(f"/console/leads/{lead.pk}/?fragment=writes").content.decode()  # plain GET: the page
