@@ -45,7 +45,8 @@ FREE_MAIL = {"gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "icloud.com
 _NUM = r"(\d{1,3}(?:[,.\s]\d{3})+|\d+(?:\.\d+)?)"
 _TEAM = re.compile(
     rf"(?:\b(?:team|company|staff|headcount)\s+of\s+(?:about\s+|around\s+|roughly\s+|~)?{_NUM}\b)"
-    rf"|(?:(?:about|around|roughly|~|we\s+are|we're|we\s+have)\s*)?\b{_NUM}\s*\+?\s*(?:people|employees|users|seats|agents|engineers|"
+    rf"|(?:(?:about|around|roughly|~|we\s+are|we're|we\s+have)\s*)?\b{_NUM}\s*\+?\s*(?:(?:support|sales|customer|"
+    rf"service|full[- ]time|internal|active|human|it)\s+)?(?:people|employees|users|seats|agents|engineers|"
     rf"staff|persons|reps|developers|members|person\s+team|licenses|licences)\b",
     re.IGNORECASE)
 _MONEY = re.compile(
