@@ -129,7 +129,11 @@ def qualification_run(*, ticket, message, outcome, recorder):
             asked = "" if support_here or lead is None else _last_asked(lead, turn)
             ex, source = _extract(message.body, asked, recorder, s)  # before the lock: it may call the chat model
             with transaction.atomic():
-                lead = _lead_for(ticket, st) if lead is None else Lead.objects.select_for_update().get(pk=lead.pk)
+                if lead is None:
+                    lead = _lead_for(ticket, st)
+                    _channel_email(ticket, ex)
+                else:
+                    lead = Lead.objects.select_for_update().get(pk=lead.pk)
                 ex_flags, refused_now = _slots_store(lead, message, ex, asked, source)
                 cur = current_slots(lead)
                 _checkpoint(thread_id, turn, "slots", _state(lead, turn, cur, flags=ex_flags, refused=refused_now,
@@ -201,6 +205,15 @@ def _lead_for(ticket, st: dict) -> Lead:
         "thread_id": ticket.thread_id, "contact": contact, "status": Lead.Status.NEW, "intent": st["intent"],
         "sub_intent": st["sub_intent"], "created_at": now, "updated_at": now})
     return Lead.objects.select_for_update().get(pk=lead.pk)
+
+
+def _channel_email(ticket, ex: slots.Extraction) -> None:
+    """An email the channel already knows (the widget's visitor form, an email ticket) fills the slot at the lead's
+    first turn, if valid, so the agent does not ask for it."""
+    email, _ = slots.check_email(ticket.customer.email) if ticket.customer_id and ticket.customer.email else ("", "")
+    if email and ex.get("email") is None:
+        ex.slots.append(slots.Extracted("email", email, {"domain": email.split("@")[1], "from_channel": True},
+                                        f"(given to the {ticket.get_channel_display().lower()} channel)"))
 
 
 def _extract(text: str, asked: str, recorder, span) -> tuple[slots.Extraction, str]:

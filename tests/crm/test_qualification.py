@@ -221,3 +221,18 @@ def test_after_routing_no_more_questions_but_a_hard_rule_still_hands_off(chat) -
     assert lead.handoff_reasons == ["legal: legal, dpa"]
     assert OutboxWrite.objects.filter(lead=lead, action="handoff_task").count() == 1
     assert OutboxWrite.objects.filter(lead=lead, action="lead_outcome").count() == 2  # self-serve, then the handoff
+
+
+def test_an_email_the_channel_knows_is_not_asked_for_a_fake_one_is(sdr_model, sales_kb) -> None:
+    configure("none", "")
+    m = message_receive(body="Can I get a demo?", channel="widget", customer_email="li.wei@northwind.io")
+    draft_generate(draft_id=m.drafts.get().pk)
+    lead = Lead.objects.get(ticket=m.ticket)
+    email = SlotValue.objects.get(lead=lead, slot="email")
+    assert email.value == "li.wei@northwind.io" and email.normalized["from_channel"] and email.turn_index == 0
+    assert "email" in services.current_slots(lead)  # so next_question never asks for it
+    assert lead.contact.email == "li.wei@northwind.io"
+    m2 = message_receive(body="Can I get a demo?", channel="widget", customer_email="test@example.com",
+                         customer_external_id="other")
+    draft_generate(draft_id=m2.drafts.get().pk)
+    assert not SlotValue.objects.filter(lead__ticket=m2.ticket, slot="email").exists()
