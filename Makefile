@@ -62,6 +62,9 @@ bench: migrate
 	$(BIN)/python bench/draft_backlog.py
 	$(BIN)/python bench/console_pages.py
 	$(BIN)/python bench/rollout_gates.py
+	$(BIN)/python bench/sdr_intent.py
+	$(BIN)/python bench/sdr_overhead.py
+	$(BIN)/python bench/sdr_chaos.py
 
 clean-data: stop
 	rm -rf .data

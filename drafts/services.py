@@ -214,6 +214,9 @@ def draft_generate(*, draft_id: int) -> Draft | None:
     try:
         outcome = draft_compose(message=message.body, history=_history(ticket, message.turn_index),
                                 category=ticket.category, recorder=recorder, customer_email=ticket.customer.email)
+        from crm.services import qualification_run  # sales turns: qualify the lead on the same trace (crm/)
+
+        outcome = qualification_run(ticket=ticket, message=message, outcome=outcome, recorder=recorder)
     except Exception as exc:  # the model failed after its retries, or a bug: the draft must not stay pending
         log.warning("draft %s failed: %s", draft_id, type(exc).__name__)
         with transaction.atomic():

@@ -124,6 +124,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "knowledge.sources_refresh_due",
         "schedule": env.float("KB_REFRESH_CHECK_SECONDS", default=900.0),
     },
+    "crm-outbox-sweep": {"task": "crm.outbox_sweep", "schedule": env.float("OUTBOX_SWEEP_SECONDS", default=30.0)},
 }
 
 # --- model providers ---------------------------------------------------------------------------------------------
@@ -165,6 +166,18 @@ KB_FTS_RANK = env.str("KB_FTS_RANK", default="ts_rank_cd")  # ts_rank_cd | ts_ra
 KB_FTS_RANK_NORMALIZATION = env.int("KB_FTS_RANK_NORMALIZATION", default=1)  # Postgres rank normalization bits
 # keyword search ranks at most this many candidate chunks when a query matches more (0 = rank every match)
 KB_FTS_MAX_RANKED = env.int("KB_FTS_MAX_RANKED", default=500)
+
+# --- sales (SDR) and the CRM outbox (crm/) -----------------------------------------------------------------------
+CRM_TIMEOUT = env.float("CRM_TIMEOUT", default=10.0)  # seconds per CRM request
+CRM_WEBHOOK_SECRET = env.str("CRM_WEBHOOK_SECRET", default="")  # HMAC-SHA256 signing secret of the webhook adapter
+CRM_HUBSPOT_TOKEN = env.str("CRM_HUBSPOT_TOKEN", default="")  # private-app token of the HubSpot-compatible adapter
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=8)  # then the row is dead (failed) until re-delivered
+OUTBOX_RETRY_BASE_SECONDS = env.float("OUTBOX_RETRY_BASE_SECONDS", default=2.0)
+OUTBOX_RETRY_MAX_SECONDS = env.float("OUTBOX_RETRY_MAX_SECONDS", default=300.0)
+OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", default=60.0)  # must exceed CRM_TIMEOUT
+OUTBOX_QUEUE = env.str("OUTBOX_QUEUE", default="celery")  # Celery queue of deliveries (workers: -Q celery,<this>)
+CELERY_TASK_ROUTES = {"crm.outbox_deliver": {"queue": OUTBOX_QUEUE}, "crm.outbox_sweep": {"queue": OUTBOX_QUEUE}}
+SDR_INTENT_MIN_CONFIDENCE = env.float("SDR_INTENT_MIN_CONFIDENCE", default=0.0)  # 0 = the threshold tuned at training
 
 # --- tracing -----------------------------------------------------------------------------------------------------
 LANGFUSE_PUBLIC_KEY = env.str("LANGFUSE_PUBLIC_KEY", default="")

@@ -15,3 +15,6 @@ CELERY_BROKER_URL = CELERY_RESULT_BACKEND = REDIS_URL
 # one test database per pytest process, so parallel runs on one machine never drop each other's database
 DATABASES["default"]["TEST"] = {"NAME": f"test_sdrbot_{os.getpid()}"}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests; never in production
+# the CRM adapters' credentials in tests (the suite's Celery worker reads them too); never real secrets
+CRM_WEBHOOK_SECRET = env.str("CRM_WEBHOOK_SECRET", default="whsec-test-0123456789")
+CRM_HUBSPOT_TOKEN = env.str("CRM_HUBSPOT_TOKEN", default="pat-test-token")

@@ -9,6 +9,7 @@ admin.site.site_title = "sdrbot"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/console/", permanent=False)),
+    path("console/leads/", include("crm.urls")),
     path("console/", include("drafts.urls")),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),

@@ -58,8 +58,10 @@ class Command(BaseCommand):
             self.stdout.write("training the category and intent classifiers (about a minute)")
             call_command("classifier_train", **out)
         self._rollout(user)
+        self._sales(data, out)
         if not opts["no_live"]:
             self._live_tickets()
+            self._sales_inquiries()
         self.stdout.write(self.style.SUCCESS(
             f"demo ready. Log in at /admin/ as user '{DEMO_USER}' with password '{password}' "
             "(set DEMO_ADMIN_PASSWORD to choose another)."
@@ -95,6 +97,30 @@ class Command(BaseCommand):
         rollout.rollout_weeks_refresh(weeks=12)
         self.stdout.write(f"rollout: {len(promoted)} categories internal ({', '.join(promoted)}); "
                           f"{SHOWCASE_CATEGORY} customer-facing with auto-send; the rest offline")
+
+    def _sales(self, data: Path, out: dict) -> None:
+        """The SDR intent model (a few seconds; embeddings cached under .data/) and a demo booking link."""
+        from crm.intent import TARGET
+        from crm.models import CrmSettings
+        from drafts.models import ClassifierModel
+
+        if not ClassifierModel.objects.filter(target=TARGET, is_active=True).exists():
+            self.stdout.write("training the sales intent classifier (HINT3 + CLINC150, a few seconds)")
+            call_command("sdr_intent_train", data=data, **out)
+        CrmSettings.objects.get_or_create(pk=1, defaults={"booking_link": "https://cal.example.com/sdrbot-demo"})
+
+    def _sales_inquiries(self) -> None:
+        """Two prospects on the widget, qualified by the worker when the demo starts (see /console/leads/)."""
+        from conversations.services import message_receive
+
+        if Ticket.objects.filter(metadata__sales_demo=True).exists():
+            return
+        for n, body in enumerate(["Hi! Can I get a demo of your product for our support team? We're about 60 people.",
+                                  "How much does it cost per seat for a team of 15?"], start=1):
+            msg = message_receive(body=body, channel=Ticket.Channel.WIDGET, customer_name=f"Demo prospect {n}",
+                                  customer_external_id=f"demo-prospect-{n}")
+            Ticket.objects.filter(pk=msg.ticket_id).update(metadata={"sales_demo": True})
+        self.stdout.write("queued 2 sales inquiries (leads at /console/leads/)")
 
     def _live_tickets(self) -> None:
         """New inbound messages (from held-out tickets, so nothing leaks from the resolved-ticket corpus) that the
