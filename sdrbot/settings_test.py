@@ -15,3 +15,5 @@ CELERY_BROKER_URL = CELERY_RESULT_BACKEND = REDIS_URL
 # one test database per pytest process, so parallel runs on one machine never drop each other's database
 DATABASES["default"]["TEST"] = {"NAME": f"test_sdrbot_{os.getpid()}"}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests; never in production
+# the whole suite calls the widget API from 127.0.0.1 within minutes; the throttle tests set their own low rates
+WIDGET_THROTTLE_IP = WIDGET_THROTTLE_SITE = WIDGET_THROTTLE_CONVERSATION = "100000/min"

@@ -1,0 +1,109 @@
+"""Reads for the customer widget and its public API (conversations/api.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import OuterRef, Subquery
+
+from conversations.models import Category, Message, SiteKey, Ticket, WidgetConversation
+from conversations.services import token_hash
+
+ORIGINS_CACHE_KEY = "widget:allowed-origins:v1"
+ORIGINS_CACHE_SECONDS = 30
+WIDGET_ROLES = (Message.Role.CUSTOMER, Message.Role.AGENT, Message.Role.BOT)
+PAGE_SIZE = 100
+
+
+def site_key_active(key: str) -> SiteKey | None:
+    """The active site key with this public key, or None."""
+    if not key or len(key) > 64:
+        return None
+    return SiteKey.objects.filter(key=key, active=True).select_related("default_category").first()
+
+
+def origin_allowed_anywhere(origin: str) -> bool:
+    """Whether any active site key allows ``origin`` (decides CORS preflights, which carry no site key). The set
+    is cached in Redis for ``ORIGINS_CACHE_SECONDS`` and dropped when a site key changes."""
+    origins = cache.get(ORIGINS_CACHE_KEY)
+    if origins is None:
+        origins = sorted({o for row in SiteKey.objects.filter(active=True).values_list("allowed_origins", flat=True)
+                          for o in (row or []) if isinstance(o, str)})
+        cache.set(ORIGINS_CACHE_KEY, origins, ORIGINS_CACHE_SECONDS)
+    return origin in origins
+
+
+def conversation_by_token(token: str) -> WidgetConversation | None:
+    """The conversation a token opens (one query, with its site key and ticket), or None."""
+    if not token or len(token) > 128:
+        return None
+    return (WidgetConversation.objects.select_related("site_key", "ticket__category", "category")
+            .filter(tokens__token_hash=token_hash(token)).first())
+
+
+def conversations_of(*, site_key: SiteKey, subject: str, limit: int = 50) -> list[WidgetConversation]:
+    """A verified customer's conversations on one site, newest first."""
+    return list(WidgetConversation.objects.filter(site_key=site_key, subject=subject).exclude(subject="")
+                .select_related("ticket").order_by("-created_at", "-pk")[:limit])
+
+
+def widget_messages(conversation: WidgetConversation, *, after: int = -1, limit: int = PAGE_SIZE) -> list[Message]:
+    """Customer, agent and bot messages of the conversation after the cursor ``after`` (a turn index; -1 = from
+    the start), oldest first, with the customer's rating of bot replies (``rating``: 1.0, 0.0 or None). Internal
+    notes never leave the server."""
+    if conversation.ticket_id is None:
+        return []
+    from drafts.models import ReplySignal
+
+    rating = ReplySignal.objects.filter(draft__sent_message=OuterRef("pk"), kind=ReplySignal.Kind.RATING).values("value")[:1]
+    return list(Message.objects.filter(ticket_id=conversation.ticket_id, role__in=WIDGET_ROLES, turn_index__gt=after)
+                .annotate(rating=Subquery(rating)).order_by("turn_index")
+                .only("id", "role", "body", "turn_index", "sent_at")[:limit])
+
+
+def availability(category: Category | None, now: datetime) -> dict[str, Any]:
+    """When a person will answer in this category: ``open_now``, ``opens_at`` (ISO 8601, None when open or never)
+    and ``expected_reply_by`` (open: now + ``WIDGET_EXPECTED_REPLY_MINUTES``; closed: the next opening)."""
+    from drafts.rollout import next_opening
+
+    rule = (category.business_hours if category is not None else {}) or {}
+    opens = next_opening(rule, now)
+    open_now = opens == now
+    expected = now + timedelta(minutes=settings.WIDGET_EXPECTED_REPLY_MINUTES) if open_now else opens
+    return {"open_now": open_now, "opens_at": None if open_now or opens is None else opens.isoformat(),
+            "expected_reply_by": expected.isoformat() if expected else None, "timezone": rule.get("tz", "UTC") if rule else None}
+
+
+def _bot_may_answer(category: Category | None) -> bool:
+    # no category yet: the classifier may still pick a customer-facing one, so the bot may be about to answer
+    return category is None or (category.phase == Category.Phase.CUSTOMER_FACING and category.auto_send)
+
+
+def widget_state(conversation: WidgetConversation, now: datetime) -> dict[str, Any]:
+    """What the widget shows under the messages: ``idle`` (nothing asked yet, or answered), ``typing`` (the bot is
+    drafting and may answer at once) or ``teammate`` (a person will answer, with :func:`availability`)."""
+    ticket = conversation.ticket
+    category = ticket.category if ticket is not None and ticket.category_id else conversation.category
+    handoff = conversation.handoff_requested_at is not None
+    if ticket is None:
+        status = "teammate" if handoff else "idle"
+    elif handoff or ticket.status == Ticket.Status.AWAITING_AGENT:
+        status = "teammate"
+    elif ticket.status in (Ticket.Status.NEW, Ticket.Status.DRAFTING, Ticket.Status.REOPENED):
+        status = "typing" if _bot_may_answer(category) else "teammate"
+    else:
+        status = "idle"
+    out: dict[str, Any] = {"status": status, "ticket_status": ticket.status if ticket is not None else None}
+    if status == "teammate" or ticket is None:
+        out["availability"] = availability(category, now)
+    return out
+
+
+def stream_probe(conversation_id: int) -> tuple | None:
+    """What the event stream polls (one primary-key query): a tuple that changes whenever the conversation's
+    ticket changes (every service bumps ``updated_at``), or None when the conversation is gone."""
+    return (WidgetConversation.objects.filter(pk=conversation_id)
+            .values_list("ticket_id", "ticket__updated_at", "ticket__status", "handoff_requested_at").first())
