@@ -419,14 +419,16 @@ class MessagesView(WidgetView):
         wait = _float_param(request, "wait", 0.0)
         conversation = request.auth.conversation
         wait = min(max(wait, 0.0), settings.WIDGET_LONGPOLL_MAX_SECONDS)
-        start_probe = selectors.stream_probe(conversation.pk)
+        start_probe = selectors.stream_probe(conversation)
         deadline = time.monotonic() + wait
         while True:
             messages = selectors.widget_messages(conversation, after=after)
             if messages or time.monotonic() >= deadline:
                 break
             time.sleep(settings.WIDGET_STREAM_POLL_SECONDS)
-            probe = selectors.stream_probe(conversation.pk)
+            probe = selectors.stream_probe(conversation)
+            if probe is None:
+                break
             if probe != start_probe:
                 conversation = _reload(conversation.pk)
                 messages = selectors.widget_messages(conversation, after=after)
@@ -557,9 +559,14 @@ def _events(conversation: WidgetConversation, after: int) -> Iterator[bytes]:
     deadline = time.monotonic() + settings.WIDGET_STREAM_SECONDS
     last_sent = time.monotonic()
     while True:
-        current = selectors.stream_probe(conversation.pk)
+        current = selectors.stream_probe(conversation)
         if current is None:
             return
+        if conversation.ticket_id is None and current[0] is not None:
+            conversation = _reload(conversation.pk)  # the first message created the ticket: watch the ticket now
+            current = selectors.stream_probe(conversation)
+            if current is None:
+                return
         if current != probe:
             probe = current
             conversation = _reload(conversation.pk)
@@ -580,6 +587,8 @@ def _events(conversation: WidgetConversation, after: int) -> Iterator[bytes]:
         if now - last_sent >= KEEPALIVE_SECONDS:
             yield b": keepalive\n\n"
             last_sent = now
+        else:
+            yield b"\n"  # an empty line is ignored by EventSource; writing it notices a closed connection at once
         time.sleep(settings.WIDGET_STREAM_POLL_SECONDS)
 
 

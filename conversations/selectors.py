@@ -102,8 +102,13 @@ def widget_state(conversation: WidgetConversation, now: datetime) -> dict[str, A
     return out
 
 
-def stream_probe(conversation_id: int) -> tuple | None:
-    """What the event stream polls (one primary-key query): a tuple that changes whenever the conversation's
-    ticket changes (every service bumps ``updated_at``), or None when the conversation is gone."""
-    return (WidgetConversation.objects.filter(pk=conversation_id)
-            .values_list("ticket_id", "ticket__updated_at", "ticket__status", "handoff_requested_at").first())
+def stream_probe(conversation: WidgetConversation) -> tuple | None:
+    """What the event stream polls: one primary-key read of one table, a tuple that changes whenever something the
+    widget shows changes (every service bumps the ticket's ``updated_at``; before the first message, the
+    conversation row itself), or None when the conversation or its ticket is gone."""
+    if conversation.ticket_id is not None:
+        row = Ticket.objects.filter(pk=conversation.ticket_id).values_list("pk", "updated_at", "status").first()
+    else:
+        row = (WidgetConversation.objects.filter(pk=conversation.pk)
+               .values_list("ticket_id", "handoff_requested_at").first())
+    return row

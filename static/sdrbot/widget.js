@@ -32,7 +32,7 @@
     ":host { all: initial; }",
     "* { box-sizing: border-box; font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; }",
     ".launcher { position: fixed; right: 20px; bottom: 20px; width: 60px; height: 60px; border-radius: 50%; border: 0;",
-    "  background: #1a56db; color: #fff; font-size: 26px; cursor: pointer; box-shadow: 0 4px 14px rgba(0,0,0,.25); z-index: 2147483000; }",
+    "  background: #1a56db; color: #fff; display: flex; align-items: center; justify-content: center; cursor: pointer; box-shadow: 0 4px 14px rgba(0,0,0,.25); z-index: 2147483000; }",
     ".launcher:focus-visible, button:focus-visible, textarea:focus-visible { outline: 3px solid #f59e0b; outline-offset: 2px; }",
     ".launcher .dot { position: absolute; top: 6px; right: 6px; width: 14px; height: 14px; border-radius: 50%; background: #ef4444; border: 2px solid #fff; }",
     ".panel { position: fixed; right: 20px; bottom: 92px; width: 370px; max-width: calc(100vw - 24px); height: 560px;",
@@ -52,7 +52,8 @@
     ".msg-bot .body { background: #fff; border: 1px solid #d1d5db; }",
     ".msg-agent .body { background: #ecfdf5; border: 1px solid #6ee7b7; }",
     ".rate { margin: 4px 2px 0; display: flex; gap: 6px; align-items: center; font-size: 12px; color: #4b5563; }",
-    ".rate button { border: 1px solid #d1d5db; background: #fff; border-radius: 14px; padding: 2px 9px; cursor: pointer; font-size: 14px; }",
+    ".rate button { border: 1px solid #d1d5db; background: #fff; color: #4b5563; border-radius: 14px; padding: 3px 9px; cursor: pointer; line-height: 0; }",
+    ".rate button[aria-pressed='true'] { color: #1a56db; }",
     ".rate button[aria-pressed='true'] { background: #dbeafe; border-color: #1a56db; }",
     ".status { min-height: 0; padding: 0 12px; font-size: 13px; color: #374151; background: #f3f4f6; }",
     ".status:not(:empty) { padding: 6px 12px 8px; }",
@@ -72,12 +73,34 @@
     "  .panel:not([hidden]) ~ .launcher { display: none; } }"
   ].join("\n");
 
-  var host = document.createElement("div");
+  // a custom element name: the page's own rules for div, section or button never match the host element
+  var host = document.createElement("sdrbot-widget");
   host.id = "sdrbot-widget";
   var root = host.attachShadow({ mode: "open" });
   var style = document.createElement("style");
   style.textContent = CSS;
   root.appendChild(style);
+
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  var ICONS = {
+    chat: "M20 2H4c-1.1 0-2 .9-2 2v18l4-4h14c1.1 0 2-.9 2-2V4c0-1.1-.9-2-2-2z",
+    up: "M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L14.17 1 7.59 7.59C7.22 7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23.14-.47.14-.73v-2z",
+    down: "M15 3H6c-.83 0-1.54.5-1.84 1.22l-3.02 7.05c-.09.23-.14.47-.14.73v2c0 1.1.9 2 2 2h6.31l-.95 4.57-.03.32c0 .41.17.79.44 1.06L9.83 23l6.59-6.59c.36-.36.58-.86.58-1.41V5c0-1.1-.9-2-2-2zm4 0v12h4V3h-4z"
+  };
+
+  function icon(name, size) {  // inline SVG built with DOM calls (no emoji font needed, no markup parsing)
+    var svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", String(size));
+    svg.setAttribute("height", String(size));
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var path = document.createElementNS(SVG_NS, "path");
+    path.setAttribute("d", ICONS[name]);
+    path.setAttribute("fill", "currentColor");
+    svg.appendChild(path);
+    return svg;
+  }
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -106,7 +129,8 @@
   actions.appendChild(humanBtn);
   panel.appendChild(header); panel.appendChild(log); panel.appendChild(status); panel.appendChild(form); panel.appendChild(actions);
   var launcher = el("button", { "class": "launcher", type: "button", "aria-label": "Open chat", "aria-expanded": "false",
-                                "aria-controls": "sdrbot-panel" }, "\uD83D\uDCAC");
+                                "aria-controls": "sdrbot-panel" });
+  launcher.appendChild(icon("chat", 28));
   root.appendChild(panel);
   root.appendChild(launcher);
 
@@ -126,8 +150,9 @@
     if (m.role === "bot") {
       var rate = el("div", { "class": "rate", role: "group", "aria-label": "Was this answer helpful?" });
       rate.appendChild(el("span", {}, "Helpful?"));
-      var up = el("button", { type: "button", "aria-label": "Yes, helpful", "aria-pressed": "false", "data-value": "up" }, "\uD83D\uDC4D");
-      var down = el("button", { type: "button", "aria-label": "No, not helpful", "aria-pressed": "false", "data-value": "down" }, "\uD83D\uDC4E");
+      var up = el("button", { type: "button", "aria-label": "Yes, helpful", "aria-pressed": "false", "data-value": "up" });
+      var down = el("button", { type: "button", "aria-label": "No, not helpful", "aria-pressed": "false", "data-value": "down" });
+      up.appendChild(icon("up", 14)); down.appendChild(icon("down", 14));
       [up, down].forEach(function (b) { b.addEventListener("click", function () { rateReply(m.id, b.getAttribute("data-value"), item); }); });
       rate.appendChild(up); rate.appendChild(down);
       item.appendChild(rate);

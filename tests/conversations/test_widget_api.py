@@ -351,7 +351,7 @@ def test_event_stream_sends_messages_state_and_end(client, site, settings) -> No
     r = call(client, "GET", f"conversation/stream?stream_token={st}&after=-1", None, HTTP_ACCEPT="text/event-stream")
     assert r.status_code == 200 and r["Content-Type"].startswith("text/event-stream")
     text = b"".join(r.streaming_content).decode()
-    events = [block for block in text.split("\n\n") if block.startswith(("id:", "event:"))]
+    events = [b.strip() for b in text.split("\n\n") if b.strip().startswith(("id:", "event:"))]
     assert events[0].startswith("id: 0\nevent: message\n")
     assert json.loads(events[0].split("data: ", 1)[1])["body"] == "<img src=x onerror=alert(1)>"
     assert "event: state" in events[1] and events[-1].startswith("event: end")
