@@ -34,12 +34,12 @@ from rest_framework.permissions import BasePermission
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
 from conversations import selectors, services
 from conversations.identity import Identity, IdentityInvalid, identity_verify
-from conversations.models import Category, Message, SiteKey, WidgetConversation
+from conversations.models import Category, Message, SiteKey, Ticket, WidgetConversation
 
 STREAM_SALT = "sdrbot.widget.stream"
 KEEPALIVE_SECONDS = 10.0
@@ -172,41 +172,64 @@ def identity_of(request, site_key: SiteKey, *, required: bool) -> Identity | Non
 # ------------------------------------------------------------------------------------------------- throttles
 
 
-class _WidgetThrottle(SimpleRateThrottle):
-    setting = ""
+class WidgetThrottle(BaseThrottle):
+    """Fixed-window rate limits per IP, per site key and (on writes) per conversation, counted in Redis with one
+    pipelined round trip (SET NX EX + INCR + PTTL per key). DRF's ``SimpleRateThrottle`` keeps every request's
+    timestamp in one cached list, so its cost grows with the rate (6,000/min per site = a 6,000-item list read and
+    written per request); counters cost the same at any rate. A window may let through up to twice the rate across
+    its boundary. Rates are DRF rate strings read from settings at request time."""
 
-    def get_rate(self) -> str:
-        return getattr(settings, self.setting)
+    scopes: tuple[str, ...] = ("ip", "site")
+    SETTINGS = {"ip": "WIDGET_THROTTLE_IP", "site": "WIDGET_THROTTLE_SITE",
+                "conversation": "WIDGET_THROTTLE_CONVERSATION"}
+
+    def __init__(self) -> None:
+        self.retry_after: float | None = None
+
+    def keys(self, request) -> list[tuple[str, int, int]]:
+        auth = request.auth if isinstance(request.auth, WidgetAuth) else None
+        out = []
+        for scope in self.scopes:
+            if scope == "ip":
+                ident = self.get_ident(request)
+            elif scope == "site" and auth is not None:
+                ident = auth.site_key.key
+            elif scope == "conversation" and auth is not None and auth.conversation is not None:
+                ident = f"{auth.site_key.key}:{auth.conversation.pk}"
+            else:
+                continue
+            limit, seconds = SimpleRateThrottle.parse_rate(None, getattr(settings, self.SETTINGS[scope]))
+            window = int(time.time() // seconds)
+            out.append((f"sdrbot:widget:throttle:{scope}:{ident}:{window}", limit, seconds))
+        return out
 
     def allow_request(self, request, view) -> bool:
-        self.rate = self.get_rate()  # read at request time, so a changed setting applies at once
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        keys = self.keys(request)
+        if not keys:
+            return True
+        pipe = selectors.redis_client().pipeline(transaction=False)
+        for key, _limit, seconds in keys:
+            pipe.set(key, 0, ex=seconds, nx=True)  # the window's counter starts with its expiry (Redis 6.2 has no EXPIRE NX)
+            pipe.incr(key)
+            pipe.pttl(key)
+        replies = pipe.execute()
+        waits = [max(replies[3 * i + 2], 1000) / 1000 for i, (_k, limit, _s) in enumerate(keys)
+                 if replies[3 * i + 1] > limit]
+        if waits:
+            self.retry_after = max(waits)
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return self.retry_after
 
 
-class SiteThrottle(_WidgetThrottle):
-    setting = "WIDGET_THROTTLE_SITE"
-
-    def get_cache_key(self, request, view):
-        auth = request.auth
-        return f"widget:throttle:site:{auth.site_key.key}" if isinstance(auth, WidgetAuth) else None
+class IPOnlyThrottle(WidgetThrottle):
+    scopes = ("ip",)
 
 
-class IPThrottle(_WidgetThrottle):
-    setting = "WIDGET_THROTTLE_IP"
-
-    def get_cache_key(self, request, view):
-        return f"widget:throttle:ip:{self.get_ident(request)}"
-
-
-class ConversationThrottle(_WidgetThrottle):
-    setting = "WIDGET_THROTTLE_CONVERSATION"
-
-    def get_cache_key(self, request, view):
-        auth = request.auth
-        if not isinstance(auth, WidgetAuth) or auth.conversation is None:
-            return None
-        return f"widget:throttle:conversation:{auth.site_key.key}:{auth.conversation.pk}"
+class ConversationThrottle(WidgetThrottle):
+    scopes = ("ip", "site", "conversation")
 
 
 # ------------------------------------------------------------------------------------------------ serializers
@@ -324,7 +347,7 @@ class _Refusals:
 class WidgetView(_Refusals, APIView):
     authentication_classes = [SiteKeyAuthentication]
     permission_classes = [HasSiteKey]
-    throttle_classes = [IPThrottle, SiteThrottle]
+    throttle_classes = [WidgetThrottle]
     parser_classes = [LimitedJSONParser]
     renderer_classes = [JSONRenderer]
 
@@ -343,7 +366,7 @@ class ConversationsView(WidgetView):
             site_key=site_key, identity=identity, name=data.validated_data.get("name", ""),
             email=data.validated_data.get("email", ""), category=data.validated_data.get("category"))
         if data.validated_data.get("message"):
-            _post(conversation.pk, data.validated_data["message"], "")
+            _post(conversation, data.validated_data["message"], "")
         return Response(conversation_payload(_reload(conversation.pk), token=token), status=status.HTTP_201_CREATED)
 
     @extend_schema(operation_id="conversations_list", responses={200: ConversationSummaryOut(many=True)},
@@ -356,7 +379,7 @@ class ConversationsView(WidgetView):
 
 
 class ResumeView(WidgetView):
-    throttle_classes = [IPThrottle, SiteThrottle]
+    throttle_classes = [WidgetThrottle]
 
     @extend_schema(operation_id="conversation_resume", request=None, responses={200: ConversationOut},
                    summary="A new token for an earlier conversation of the verified customer")
@@ -371,9 +394,9 @@ class ResumeView(WidgetView):
         return Response(conversation_payload(_reload(conversation.pk), token=token))
 
 
-def _post(conversation_id: int, body: str, client_id: str) -> Message:
+def _post(conversation: WidgetConversation, body: str, client_id: str) -> Message:
     try:
-        return services.widget_message_post(conversation_id=conversation_id, body=body, client_message_id=client_id)
+        return services.widget_message_post(conversation=conversation, body=body, client_message_id=client_id)
     except services.MessageRejected as exc:
         field, _, why = str(exc).partition(": ")
         raise exceptions.ValidationError({field or "body": [why or str(exc)]}) from exc
@@ -392,9 +415,7 @@ class MessagesView(WidgetView):
     permission_classes = [HasConversation]
 
     def get_throttles(self):
-        if self.request.method == "POST":
-            return [*super().get_throttles(), ConversationThrottle()]
-        return super().get_throttles()
+        return [ConversationThrottle()] if self.request.method == "POST" else super().get_throttles()
 
     @extend_schema(operation_id="messages_post", request=MessageIn, responses={201: ConversationOut},
                    summary="Post the customer's message")
@@ -402,9 +423,16 @@ class MessagesView(WidgetView):
         data = MessageIn(data=request.data)
         data.is_valid(raise_exception=True)
         conversation = request.auth.conversation
-        message = _post(conversation.pk, data.validated_data["body"], data.validated_data.get("client_id", ""))
-        conversation = _reload(conversation.pk)
-        return Response(conversation_payload(conversation, after=message.turn_index - 1), status=status.HTTP_201_CREATED)
+        first = conversation.ticket_id is None
+        message = _post(conversation, data.validated_data["body"], data.validated_data.get("client_id", ""))
+        if first:
+            conversation = _reload(conversation.pk)  # the ticket was just created
+        elif conversation.ticket.status in (Ticket.Status.RESOLVED, Ticket.Status.AUTO_REPLIED):
+            # no extra query: message_receive reopened the ticket, which is all that changed for the widget
+            conversation.ticket.status = Ticket.Status.REOPENED
+        message.rating = None
+        return Response(conversation_payload(conversation, after=message.turn_index - 1, messages=[message]),
+                        status=status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="messages_list", responses={200: ConversationOut},
@@ -464,7 +492,7 @@ def _float_param(request: Request, name: str, default: float) -> float:
 
 class RatingView(WidgetView):
     permission_classes = [HasConversation]
-    throttle_classes = [IPThrottle, SiteThrottle, ConversationThrottle]
+    throttle_classes = [ConversationThrottle]
 
     @extend_schema(operation_id="reply_rate", request=RatingIn,
                    responses={200: inline_serializer("RatingOut", {"message_id": serializers.IntegerField(),
@@ -484,7 +512,7 @@ class RatingView(WidgetView):
 
 class HandoffView(WidgetView):
     permission_classes = [HasConversation]
-    throttle_classes = [IPThrottle, SiteThrottle, ConversationThrottle]
+    throttle_classes = [ConversationThrottle]
 
     @extend_schema(operation_id="handoff", request=None, responses={200: ConversationOut},
                    summary="Talk to a person: the conversation goes to the team's queue")
@@ -525,7 +553,7 @@ class StreamView(_Refusals, APIView):
 
     authentication_classes: list = []
     permission_classes: list = []
-    throttle_classes = [IPThrottle]
+    throttle_classes = [IPOnlyThrottle]
     renderer_classes = [EventStreamRenderer, JSONRenderer]
 
     @extend_schema(

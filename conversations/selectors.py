@@ -6,13 +6,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import OuterRef, Subquery
 
 from conversations.models import Category, Message, SiteKey, Ticket, WidgetConversation
 from conversations.services import token_hash
 
-ORIGINS_CACHE_KEY = "widget:allowed-origins:v1"
+ORIGINS_CACHE_KEY = "sdrbot:widget:allowed-origins:v1"
 ORIGINS_CACHE_SECONDS = 30
 WIDGET_ROLES = (Message.Role.CUSTOMER, Message.Role.AGENT, Message.Role.BOT)
 PAGE_SIZE = 100
@@ -25,14 +24,36 @@ def site_key_active(key: str) -> SiteKey | None:
     return SiteKey.objects.filter(key=key, active=True).select_related("default_category").first()
 
 
+_redis = None
+
+
+def redis_client():
+    """One Redis client per process (its connection pool is thread-safe) for the widget's throttles and CORS
+    check: Django's cache builds a new client object for every call, which costs more than the call itself."""
+    global _redis
+    if _redis is None:
+        import redis
+
+        _redis = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    return _redis
+
+
 def origin_allowed_anywhere(origin: str) -> bool:
-    """Whether any active site key allows ``origin`` (decides CORS preflights, which carry no site key). The set
-    is cached in Redis for ``ORIGINS_CACHE_SECONDS`` and dropped when a site key changes."""
-    origins = cache.get(ORIGINS_CACHE_KEY)
-    if origins is None:
-        origins = sorted({o for row in SiteKey.objects.filter(active=True).values_list("allowed_origins", flat=True)
-                          for o in (row or []) if isinstance(o, str)})
-        cache.set(ORIGINS_CACHE_KEY, origins, ORIGINS_CACHE_SECONDS)
+    """Whether any active site key allows ``origin`` (decides CORS preflights, which carry no site key): a Redis
+    set rebuilt from the database when missing, kept ``ORIGINS_CACHE_SECONDS`` and dropped when a site key changes."""
+    client = redis_client()
+    found = client.sismember(ORIGINS_CACHE_KEY, origin)
+    if found:
+        return True
+    if client.exists(ORIGINS_CACHE_KEY):
+        return False
+    origins = {o for row in SiteKey.objects.filter(active=True).values_list("allowed_origins", flat=True)
+               for o in (row or []) if isinstance(o, str)}
+    pipe = client.pipeline()
+    pipe.delete(ORIGINS_CACHE_KEY)
+    pipe.sadd(ORIGINS_CACHE_KEY, "", *origins)  # "" keeps the set present when no site key allows anything
+    pipe.expire(ORIGINS_CACHE_KEY, ORIGINS_CACHE_SECONDS)
+    pipe.execute()
     return origin in origins
 
 
@@ -40,8 +61,9 @@ def conversation_by_token(token: str) -> WidgetConversation | None:
     """The conversation a token opens (one query, with its site key and ticket), or None."""
     if not token or len(token) > 128:
         return None
-    return (WidgetConversation.objects.select_related("site_key", "ticket__category", "category")
-            .filter(tokens__token_hash=token_hash(token)).first())
+    found = list(WidgetConversation.objects.select_related("site_key", "ticket__category", "category")
+                 .filter(tokens__token_hash=token_hash(token))[:1])  # unique: no ORDER BY needed
+    return found[0] if found else None
 
 
 def conversations_of(*, site_key: SiteKey, subject: str, limit: int = 50) -> list[WidgetConversation]:

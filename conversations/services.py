@@ -201,11 +201,9 @@ def token_hash(token: str) -> str:
 
 def widget_origins_forget() -> None:
     """Drop the cached set of allowed origins (after a site key changes); see ``conversations.selectors``."""
-    from django.core.cache import cache
+    from conversations.selectors import ORIGINS_CACHE_KEY, redis_client
 
-    from conversations.selectors import ORIGINS_CACHE_KEY
-
-    cache.delete(ORIGINS_CACHE_KEY)
+    redis_client().delete(ORIGINS_CACHE_KEY)
 
 
 def site_key_create(*, name: str, allowed_origins: list[str], default_category: Category | None = None) -> "SiteKey":
@@ -222,6 +220,7 @@ def site_key_create(*, name: str, allowed_origins: list[str], default_category: 
             raise ValueError(f"allowed_origins: {origin!r} is not an origin like https://www.example.com")
     site = SiteKey.objects.create(name=name, key="pk_" + secrets.token_urlsafe(18), secret=secrets.token_urlsafe(32),
                                   allowed_origins=list(allowed_origins), default_category=default_category)
+    widget_origins_forget()
     transaction.on_commit(widget_origins_forget)
     return site
 
@@ -268,30 +267,39 @@ def widget_token_resume(*, site_key: "SiteKey", identity, conversation_id: int) 
     return conversation, widget_token_issue(conversation=conversation)
 
 
-@transaction.atomic
-def widget_message_post(*, conversation_id: int, body: str, client_message_id: str = "") -> Message:
+def widget_message_post(*, conversation: "WidgetConversation", body: str, client_message_id: str = "") -> Message:
     """A customer message from the widget, through :func:`message_receive` (drafting is queued after commit). The
-    conversation row is locked, so two posts of one conversation never race to create two tickets; a retried post
-    with the same ``client_message_id`` returns the first message. Raises :class:`MessageRejected`."""
+    first message locks the conversation row, so two first posts never create two tickets; later ones go straight
+    to ``message_receive``, which locks the ticket. A retried post with the same ``client_message_id`` returns the
+    first message. Raises :class:`MessageRejected`."""
+    if conversation.ticket_id is not None:
+        return message_receive(body=body, channel=Ticket.Channel.WIDGET, ticket=Ticket(pk=conversation.ticket_id),
+                               external_id=client_message_id[:255])
+    return _widget_first_message(conversation_id=conversation.pk, body=body, client_message_id=client_message_id)
+
+
+@transaction.atomic
+def _widget_first_message(*, conversation_id: int, body: str, client_message_id: str) -> Message:
     from conversations.models import WidgetConversation
 
     conversation = WidgetConversation.objects.select_for_update().get(pk=conversation_id)
+    if conversation.ticket_id is not None:  # another first post won the race
+        return message_receive(body=body, channel=Ticket.Channel.WIDGET, ticket=Ticket(pk=conversation.ticket_id),
+                               external_id=client_message_id[:255])
     if conversation.customer_id is None:
         # an anonymous visitor is never matched to an existing customer by the email they typed
         conversation.customer = Customer.objects.create(name=conversation.customer_name,
                                                         email=conversation.customer_email)
         conversation.save(update_fields=["customer"])
-    ticket = Ticket(pk=conversation.ticket_id) if conversation.ticket_id else None
-    message = message_receive(body=body, channel=Ticket.Channel.WIDGET, ticket=ticket,
-                              customer=Customer(pk=conversation.customer_id),
+    message = message_receive(body=body, channel=Ticket.Channel.WIDGET, customer=Customer(pk=conversation.customer_id),
                               category=Category(pk=conversation.category_id) if conversation.category_id else None,
                               external_id=client_message_id[:255])
-    if conversation.ticket_id is None:
-        conversation.ticket_id = message.ticket_id
-        conversation.save(update_fields=["ticket"])
-        if conversation.handoff_requested_at is not None:  # asked for a person before writing: no bot reply
-            Ticket.objects.filter(pk=message.ticket_id).update(
-                metadata={"human_requested_at": conversation.handoff_requested_at.isoformat()})
+    conversation.ticket_id = message.ticket_id
+    conversation.save(update_fields=["ticket"])
+    metadata = {"human_requested_at": conversation.handoff_requested_at.isoformat()} \
+        if conversation.handoff_requested_at is not None else {}
+    if metadata:  # asked for a person before writing: the bot stays out
+        Ticket.objects.filter(pk=message.ticket_id).update(metadata=metadata)
     return message
 
 

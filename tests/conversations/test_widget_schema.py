@@ -30,7 +30,7 @@ def widget_world(db, settings):
     category = Category.objects.create(slug="account", name="Account", phase="customer_facing", auto_send=True)
     site = site_key_create(name="fuzz", allowed_origins=[ORIGIN])
     conversation, token = widget_conversation_start(site_key=site, category=category)
-    message = widget_message_post(conversation_id=conversation.pk, body="how do I delete my account")
+    message = widget_message_post(conversation=conversation, body="how do I delete my account")
     draft = Draft.objects.get(message=message)
     Draft.objects.filter(pk=draft.pk).update(status="ready", body="Settings > Account > Delete.", confidence=0.9,
                                              category=category)
