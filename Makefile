@@ -64,6 +64,7 @@ bench: migrate
 	$(BIN)/python bench/draft_backlog.py
 	$(BIN)/python bench/console_pages.py
 	$(BIN)/python bench/rollout_gates.py
+	$(BIN)/python bench/widget_api.py
 
 clean-data: stop
 	rm -rf .data
