@@ -208,3 +208,12 @@ def test_phone_sized_keyboard_and_outside_business_hours(browser, live_server, h
     page.keyboard.press("Escape")
     assert panel.is_hidden() and launcher.evaluate("el => el.getRootNode().activeElement === el")
     context.close()
+
+
+def test_demo_page(page, live_server) -> None:
+    site_key_create(name="demo", allowed_origins=[live_server.url])
+    page.goto("/demo/")
+    assert "Northwind Cloud" in page.title()
+    widget_open(page)
+    page.get_by_label("Your message").fill("Can I add more storage to my plan?")
+    screenshot(page, "widget-demo-page")

@@ -372,3 +372,22 @@ def test_schema_and_docs_page_work_offline(client) -> None:
     r = client.get(API + "docs/")
     html = r.content.decode()
     assert r.status_code == 200 and "/static/drf_spectacular_sidecar/redoc" in html and "cdn" not in html.lower()
+
+
+def test_demo_setup_creates_the_demo_site_key_and_the_demo_page_embeds_it(client, monkeypatch) -> None:
+    from io import StringIO
+
+    from conversations.models import SiteKey
+    from sdrbot.management.commands.demo_setup import Command
+
+    monkeypatch.setenv("PORT", "8123")
+    assert "No active site key" in client.get("/demo/").content.decode()
+    command = Command(stdout=StringIO())
+    command._widget_site_key()
+    command._widget_site_key()  # idempotent
+    site = SiteKey.objects.get(name="demo")
+    assert site.allowed_origins == ["http://127.0.0.1:8123", "http://localhost:8123"]
+    assert "http://127.0.0.1:8123/demo/" in command.stdout.getvalue()
+    html = client.get("/demo/").content.decode()
+    assert f'<script src="/static/sdrbot/widget.js" data-site-key="{site.key}" defer></script>' in html
+    assert site.secret not in html
