@@ -57,12 +57,22 @@ def origin_allowed_anywhere(origin: str) -> bool:
     return origin in origins
 
 
+# what the API and widget_state read (posting happens on every request path: fewer columns, less to parse)
+_CATEGORY = ("phase", "auto_send", "business_hours")
+CONVERSATION_FIELDS = (
+    "site_key__key", "site_key__active", "site_key__allowed_origins", "site_key__secret", "ticket__status",
+    "ticket__subject", "ticket__category_id", "customer_id", "subject", "category_id", "customer_name",
+    "customer_email", "handoff_requested_at", "created_at",
+    *(f"ticket__category__{f}" for f in _CATEGORY), *(f"category__{f}" for f in _CATEGORY),
+)
+
+
 def conversation_by_token(token: str) -> WidgetConversation | None:
     """The conversation a token opens (one query, with its site key and ticket), or None."""
     if not token or len(token) > 128:
         return None
     found = list(WidgetConversation.objects.select_related("site_key", "ticket__category", "category")
-                 .filter(tokens__token_hash=token_hash(token))[:1])  # unique: no ORDER BY needed
+                 .only(*CONVERSATION_FIELDS).filter(tokens__token_hash=token_hash(token))[:1])  # unique: no ORDER BY
     return found[0] if found else None
 
 

@@ -217,3 +217,21 @@ def test_demo_page(page, live_server) -> None:
     widget_open(page)
     page.get_by_label("Your message").fill("Can I add more storage to my plan?")
     screenshot(page, "widget-demo-page")
+
+
+def test_long_polling_fallback_without_event_source(page, host_site, agent_user) -> None:
+    from conversations.services import reply_send
+
+    site = site_key_create(name="acme", allowed_origins=[host_site.origin])
+    page.add_init_script("delete window.EventSource")  # an old browser, or a proxy that breaks streams
+    stream_requests: list[str] = []
+    page.on("request", lambda r: stream_requests.append(r.url) if "/conversation/stream" in r.url else None)
+    page.goto(host_site.page(site.key))
+    widget_open(page)
+    page.get_by_label("Your message").fill("Is anyone there?")
+    page.get_by_label("Your message").press("Enter")
+    page.locator(".msg-customer").wait_for()
+    ticket = wait_for(lambda: Ticket.objects.filter(widget__site_key=site).first())
+    reply_send(ticket_id=ticket.pk, actor=agent_user, body="Yes, we are here.", expected_version=None)
+    page.locator(".msg-agent").get_by_text("Yes, we are here.").wait_for(timeout=15_000)
+    assert stream_requests == []  # it arrived through GET conversation/messages?wait=…
