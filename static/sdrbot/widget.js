@@ -24,7 +24,6 @@
   var seen = {};
   var source = null;
   var streamErrors = 0;
-  var polling = false;
   var generation = 0;
   var isOpen = false;
 
@@ -314,12 +313,13 @@
     if (typeof window.EventSource !== "function" || streamErrors >= 3) { longPoll(mine); return; }
     api("POST", "conversation/stream-token").then(function (data) {
       if (mine !== generation) return;
-      source = new EventSource(API + "conversation/stream?stream_token=" + encodeURIComponent(data.stream_token) + "&after=" + cursor);
-      source.addEventListener("message", function (e) { streamErrors = 0; renderMessage(JSON.parse(e.data)); });
-      source.addEventListener("state", function (e) { status.setAttribute("role", "status"); renderState(JSON.parse(e.data)); });
-      source.addEventListener("end", function () { source.close(); if (mine === generation) connect(); });
-      source.onerror = function () {
-        if (source) source.close();
+      var es = new EventSource(API + "conversation/stream?stream_token=" + encodeURIComponent(data.stream_token) + "&after=" + cursor);
+      source = es;
+      es.addEventListener("message", function (e) { streamErrors = 0; renderMessage(JSON.parse(e.data)); });
+      es.addEventListener("state", function (e) { status.setAttribute("role", "status"); renderState(JSON.parse(e.data)); });
+      es.addEventListener("end", function () { es.close(); if (mine === generation) connect(); });
+      es.onerror = function () {
+        es.close();
         streamErrors += 1;
         if (mine === generation) setTimeout(connect, 1500);
       };
@@ -330,15 +330,13 @@
     });
   }
 
-  function longPoll(mine) {
-    if (polling) return;
-    polling = true;
+  function longPoll(mine) {  // one loop per connect(); an older loop ends at its next turn
     (function loop() {
-      if (mine !== generation || !token) { polling = false; return; }
+      if (mine !== generation || !token) return;
       api("GET", "conversation/messages?after=" + cursor + "&wait=20").then(function (data) {
         applyConversation(data); loop();
       }, function (err) {
-        if (err.status === 401) { forget(); polling = false; return; }
+        if (err.status === 401) { forget(); return; }
         setTimeout(loop, err.status === 429 ? 1000 * (parseInt(err.retryAfter, 10) || 5) : 3000);
       });
     })();
