@@ -391,3 +391,12 @@ def test_demo_setup_creates_the_demo_site_key_and_the_demo_page_embeds_it(client
     html = client.get("/demo/").content.decode()
     assert f'<script src="/static/sdrbot/widget.js" data-site-key="{site.key}" defer></script>' in html
     assert site.secret not in html
+
+
+def test_message_dict_matches_the_documented_serializer(client, site) -> None:
+    from conversations.api import MessageOut, message_dict
+
+    data = start(client, site, body={"message": "hi"})
+    m = Message.objects.get(ticket__widget__pk=data["conversation_id"])
+    m.rating = 0.0
+    assert message_dict(m) == dict(MessageOut(m).data)
