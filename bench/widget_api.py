@@ -137,6 +137,21 @@ class Gunicorn:
             self.proc.kill()
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of the PostgreSQL backends serving the bench database (the web tier's connections)."""
+    import psutil
+
+    total = 0.0
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if p.info["name"] and p.info["name"].startswith("postgres") and \
+                    any(_common.BENCH_DB in part for part in (p.info["cmdline"] or [])):
+                total += sum(p.cpu_times()[:2])
+        except psutil.Error:
+            continue
+    return total
+
+
 def ensure_wrk() -> str:
     path = shutil.which("wrk")
     if path:
@@ -225,9 +240,10 @@ def throughput(site, tokens: list[str], *, workers: int, threads: int, connectio
             for c in connections:
                 messages_before = Message.objects.count()
                 load_before = os.getloadavg()[0]
-                cpu_before = server.cpu_seconds()
+                cpu_before, pg_before = server.cpu_seconds(), postgres_cpu_seconds()
                 r = run_wrk(wrk, server.url, site.key, token_file, lua, c, seconds)
                 r["gunicorn_cpu_s"] = server.cpu_seconds() - cpu_before
+                r["postgres_cpu_s"] = postgres_cpu_seconds() - pg_before
                 r["load_before"], r["load_after"] = load_before, os.getloadavg()[0]
                 r["connections"] = c
                 r["stored"] = Message.objects.count() - messages_before
@@ -235,8 +251,11 @@ def throughput(site, tokens: list[str], *, workers: int, threads: int, connectio
                 print(f"  {c:>3} connections: {r['rps']:.0f} req/s, p50 {r['p50_us'] / 1000:.1f} ms, "
                       f"p95 {r['p95_us'] / 1000:.1f} ms, p99 {r['p99_us'] / 1000:.1f} ms, non-2xx {r['non2xx']}, "
                       f"errors {r['errors']}, messages stored {r['stored']} (of {r['requests']} requests), "
-                      f"wrk CPU {r['wrk_cpu_s'] / seconds:.2f} core, gunicorn CPU {r['gunicorn_cpu_s'] / seconds:.2f} "
-                      f"core, load {load_before:.2f} → {r['load_after']:.2f}")
+                      f"CPU (cores): wrk {r['wrk_cpu_s'] / seconds:.2f}, gunicorn {r['gunicorn_cpu_s'] / seconds:.2f}, "
+                      f"PostgreSQL {r['postgres_cpu_s'] / seconds:.2f}; per request: gunicorn "
+                      f"{r['gunicorn_cpu_s'] / max(r['requests'], 1) * 1000:.1f} ms, PostgreSQL "
+                      f"{r['postgres_cpu_s'] / max(r['requests'], 1) * 1000:.1f} ms; "
+                      f"load {load_before:.2f} → {r['load_after']:.2f}")
         finally:
             server.stop()
     connection.close()
