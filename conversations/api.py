@@ -397,6 +397,8 @@ class ResumeView(WidgetView):
     def post(self, request: Request, conversation_id: int) -> Response:
         site_key = request.auth.site_key
         identity = identity_of(request, site_key, required=True)
+        if conversation_id > 2**63 - 1:  # beyond bigint: no such row (and PostgreSQL would refuse the value)
+            raise exceptions.NotFound("conversation_id: no such conversation of this customer")
         try:
             conversation, token = services.widget_token_resume(site_key=site_key, identity=identity,
                                                                conversation_id=conversation_id)
