@@ -452,7 +452,7 @@ class MessagesView(WidgetView):
         parameters=[
             OpenApiParameter("after", OpenApiTypes.INT, description="cursor: the last turn seen (-1: from the start)"),
             OpenApiParameter("wait", OpenApiTypes.NUMBER, description="long polling: wait up to this many seconds "
-                             f"(at most WIDGET_LONGPOLL_MAX_SECONDS) for something new"),
+                             "(at most WIDGET_LONGPOLL_MAX_SECONDS) for something new"),
         ],
         summary="Messages after a cursor; with `wait`, a long poll (the fallback of the event stream)")
     def get(self, request: Request) -> Response:

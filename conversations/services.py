@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from conversations.models import Category, Customer, Message, Ticket
+from conversations.models import Category, Customer, Message, SiteKey, Ticket, WidgetConversation, WidgetToken
 from drafts.models import Draft
 
 MAX_MESSAGE_CHARS = 200_000  # ≈ 200 KB of text; longer bodies are refused rather than cut
@@ -206,13 +206,11 @@ def widget_origins_forget() -> None:
     redis_client().delete(ORIGINS_CACHE_KEY)
 
 
-def site_key_create(*, name: str, allowed_origins: list[str], default_category: Category | None = None) -> "SiteKey":
+def site_key_create(*, name: str, allowed_origins: list[str], default_category: Category | None = None) -> SiteKey:
     """A new site key with a random public key and a random identity-signing secret. Origins are
     ``scheme://host[:port]`` without a path; raises ``ValueError`` (field ``allowed_origins``) otherwise."""
     import secrets
     from urllib.parse import urlsplit
-
-    from conversations.models import SiteKey
 
     for origin in allowed_origins:
         parts = urlsplit(origin)
@@ -225,11 +223,9 @@ def site_key_create(*, name: str, allowed_origins: list[str], default_category: 
     return site
 
 
-def widget_token_issue(*, conversation: "WidgetConversation") -> str:
+def widget_token_issue(*, conversation: WidgetConversation) -> str:
     """A new conversation token (``secrets.token_urlsafe(32)``, 256 bits); only its hash is stored."""
     import secrets
-
-    from conversations.models import WidgetToken
 
     token = secrets.token_urlsafe(32)
     WidgetToken.objects.create(conversation=conversation, token_hash=token_hash(token))
@@ -237,13 +233,11 @@ def widget_token_issue(*, conversation: "WidgetConversation") -> str:
 
 
 @transaction.atomic
-def widget_conversation_start(*, site_key: "SiteKey", identity=None, name: str = "", email: str = "",
-                              category: Category | None = None) -> tuple["WidgetConversation", str]:
+def widget_conversation_start(*, site_key: SiteKey, identity=None, name: str = "", email: str = "",
+                              category: Category | None = None) -> tuple[WidgetConversation, str]:
     """Open a widget conversation and return it with its token. With a verified ``identity``
     (:class:`conversations.identity.Identity`) the conversation belongs to that customer of this site (so they can
     resume it elsewhere); without one it is anonymous and the name/email given are only what the visitor typed."""
-    from conversations.models import WidgetConversation
-
     customer = None
     if identity is not None:
         customer = customer_get_or_create(external_id=f"site-{site_key.pk}:{identity.subject}",
@@ -255,11 +249,9 @@ def widget_conversation_start(*, site_key: "SiteKey", identity=None, name: str =
 
 
 @transaction.atomic
-def widget_token_resume(*, site_key: "SiteKey", identity, conversation_id: int) -> tuple["WidgetConversation", str]:
+def widget_token_resume(*, site_key: SiteKey, identity, conversation_id: int) -> tuple[WidgetConversation, str]:
     """A fresh token for an earlier conversation of the same verified customer on the same site. Raises
     ``LookupError`` when the conversation is missing or not theirs (the API answers 404 for both)."""
-    from conversations.models import WidgetConversation
-
     conversation = WidgetConversation.objects.filter(pk=conversation_id, site_key=site_key,
                                                      subject=identity.subject).exclude(subject="").first()
     if conversation is None:
@@ -267,7 +259,7 @@ def widget_token_resume(*, site_key: "SiteKey", identity, conversation_id: int) 
     return conversation, widget_token_issue(conversation=conversation)
 
 
-def widget_message_post(*, conversation: "WidgetConversation", body: str, client_message_id: str = "") -> Message:
+def widget_message_post(*, conversation: WidgetConversation, body: str, client_message_id: str = "") -> Message:
     """A customer message from the widget, through :func:`message_receive` (drafting is queued after commit). The
     first message locks the conversation row, so two first posts never create two tickets; later ones go straight
     to ``message_receive``, which locks the ticket. A retried post with the same ``client_message_id`` returns the
@@ -280,8 +272,6 @@ def widget_message_post(*, conversation: "WidgetConversation", body: str, client
 
 @transaction.atomic
 def _widget_first_message(*, conversation_id: int, body: str, client_message_id: str) -> Message:
-    from conversations.models import WidgetConversation
-
     conversation = WidgetConversation.objects.select_for_update().get(pk=conversation_id)
     if conversation.ticket_id is not None:  # another first post won the race
         return message_receive(body=body, channel=Ticket.Channel.WIDGET, ticket=Ticket(pk=conversation.ticket_id),
@@ -304,7 +294,7 @@ def _widget_first_message(*, conversation_id: int, body: str, client_message_id:
 
 
 @transaction.atomic
-def widget_reply_rate(*, conversation: "WidgetConversation", message_id: int, thumbs_up: bool):
+def widget_reply_rate(*, conversation: WidgetConversation, message_id: int, thumbs_up: bool):
     """The customer's thumbs on one bot reply of their conversation: a ``rating`` signal on its draft (one per
     draft, changeable; drafts.rollout). Raises ``LookupError`` when the message is not a bot reply of this
     conversation."""
@@ -319,11 +309,10 @@ def widget_reply_rate(*, conversation: "WidgetConversation", message_id: int, th
 
 
 @transaction.atomic
-def widget_handoff(*, conversation_id: int) -> "WidgetConversation":
+def widget_handoff(*, conversation_id: int) -> WidgetConversation:
     """"Talk to a person": the ticket goes to the agents' queue (``awaiting_agent``), the bot stops answering in it,
     the latest bot reply gets a ``human_request`` signal (rollout gates) and agents see a note. Before the first
     message only the wish is recorded; the ticket starts in the queue when it exists. Idempotent."""
-    from conversations.models import WidgetConversation
     from drafts.rollout import human_request_record
 
     conversation = WidgetConversation.objects.select_for_update().get(pk=conversation_id)

@@ -10,7 +10,6 @@ import uuid
 
 import jwt
 import pytest
-from django.utils import timezone
 
 from conversations.identity import identity_sign
 from conversations.models import Category, Message, Ticket, WidgetConversation, WidgetToken
