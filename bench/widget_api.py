@@ -99,14 +99,14 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class Gunicorn:
-    def __init__(self, workers: int, threads: int) -> None:
+    def __init__(self, workers: int, threads: int, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [str(_common.REPO / ".venv/bin/gunicorn"), "sdrbot.wsgi", "-k", "gthread", "--workers", str(workers),
              "--threads", str(threads), "--bind", f"127.0.0.1:{self.port}", "--backlog", "2048",
              "--graceful-timeout", "3", "--log-level", "warning"],
-            cwd=_common.REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            cwd=_common.REPO, env=child_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         import httpx
 
         deadline = time.monotonic() + 60
@@ -223,7 +223,8 @@ def run_wrk(wrk: str, url: str, site_key: str, token_file: str, lua: str, connec
     return r
 
 
-def throughput(site, tokens: list[str], *, workers: int, threads: int, connections: list[int], seconds: int) -> list[dict]:
+def throughput(site, tokens: list[str], *, workers: int, threads: int, connections: list[int], seconds: int,
+               env: dict[str, str] | None = None) -> list[dict]:
     from django.db import connection
 
     from conversations.models import Message
@@ -234,7 +235,7 @@ def throughput(site, tokens: list[str], *, workers: int, threads: int, connectio
         token_file, lua = os.path.join(tmp, "tokens.txt"), os.path.join(tmp, "post.lua")
         Path(token_file).write_text("\n".join(tokens) + "\n")
         Path(lua).write_text(LUA)
-        server = Gunicorn(workers, threads)
+        server = Gunicorn(workers, threads, env)
         try:
             run_wrk(wrk, server.url, site.key, token_file, lua, connections[0], 5)  # warm-up: connections, caches
             for c in connections:
@@ -336,6 +337,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (gthread)")
     ap.add_argument("--replies", type=int, default=40)
+    ap.add_argument("--no-health-checks", action="store_true",
+                    help="also measure posting with DB_CONN_HEALTH_CHECKS=false (no SELECT 1 per request)")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                     help="wait up to SECONDS for the 1-minute load average to drop below 1.0 before measuring")
     args = ap.parse_args()
@@ -356,6 +359,11 @@ def main() -> None:
                          f"wrk on loopback, {args.duration} s per level")
     rows = throughput(site, tokens, workers=args.workers, threads=args.threads,
                       connections=[int(c) for c in args.connections.split(",")], seconds=args.duration)
+    if args.no_health_checks:
+        _common.print_header("1b. The same with DB_CONN_HEALTH_CHECKS=false")
+        rows += throughput(site, tokens, workers=args.workers, threads=args.threads, seconds=args.duration,
+                           connections=[int(c) for c in args.connections.split(",")],
+                           env={"DB_CONN_HEALTH_CHECKS": "false"})
     _common.print_header("2. Customer message → bot reply on the event stream (offline responder, one at a time)")
     latency = reply_latency(site, replies=args.replies, workers=args.workers, threads=args.threads) \
         if args.replies else {"p95_s": None}
