@@ -88,6 +88,11 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 # a `SELECT 1` before the first query of every request on a reused connection (docs/benchmarks.md: about a tenth of a
 # widget post's time); turn off where connections are known to stay up
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
+# experiment (docs/benchmarks.md, widget API): server-side parameters, and psycopg prepares a statement run this many
+# times on a connection (PostgreSQL then skips parsing and planning it); off unless set
+if env.bool("DB_SERVER_SIDE_BINDING", default=False):
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=env.int("DB_PREPARE_THRESHOLD", default=5))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="") or devservices.redis_url()
