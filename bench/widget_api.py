@@ -140,19 +140,25 @@ class Gunicorn:
             self.proc.kill()
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU seconds of the PostgreSQL backends serving the bench database (the web tier's connections)."""
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds per PostgreSQL backend serving the bench database (the web tier's connections), by pid."""
     import psutil
 
-    total = 0.0
+    out = {}
     for p in psutil.process_iter(["name", "cmdline"]):
         try:
             if p.info["name"] and p.info["name"].startswith("postgres") and \
                     any(_common.BENCH_DB in part for part in (p.info["cmdline"] or [])):
-                total += sum(p.cpu_times()[:2])
+                out[p.pid] = sum(p.cpu_times()[:2])
         except psutil.Error:
             continue
-    return total
+    return out
+
+
+def postgres_cpu_delta(before: dict[int, float]) -> float:
+    """CPU used since ``before`` by the backends alive now (a backend that exited meanwhile — a connection past
+    ``DB_CONN_MAX_AGE`` — is not counted: a lower bound)."""
+    return sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in postgres_cpu().items())
 
 
 def ensure_wrk() -> str:
@@ -244,10 +250,10 @@ def throughput(site, tokens: list[str], *, workers: int, threads: int, connectio
             for c in connections:
                 messages_before = Message.objects.count()
                 load_before = os.getloadavg()[0]
-                cpu_before, pg_before = server.cpu_seconds(), postgres_cpu_seconds()
+                cpu_before, pg_before = server.cpu_seconds(), postgres_cpu()
                 r = run_wrk(wrk, server.url, site.key, token_file, lua, c, seconds)
                 r["gunicorn_cpu_s"] = server.cpu_seconds() - cpu_before
-                r["postgres_cpu_s"] = postgres_cpu_seconds() - pg_before
+                r["postgres_cpu_s"] = postgres_cpu_delta(pg_before)
                 r["load_before"], r["load_after"] = load_before, os.getloadavg()[0]
                 r["connections"] = c
                 r["stored"] = Message.objects.count() - messages_before

@@ -255,6 +255,8 @@ def next_opening(rule: dict[str, Any], now: datetime) -> datetime | None:
         zone = ZoneInfo(rule.get("tz", "UTC"))
     except ZoneInfoNotFoundError:
         return None
+    if rule.get("start", "00:00") >= rule.get("end", "24:00"):
+        return None  # an empty window never opens (within_business_hours has no overnight windows)
     local = now.astimezone(zone)
     start_h, start_m = (int(x) for x in rule.get("start", "00:00").split(":"))
     for offset in range(0, 8):

@@ -185,8 +185,9 @@ def test_disallowed_origin_is_refused(page, host_site) -> None:
 
 
 def test_phone_sized_keyboard_and_outside_business_hours(browser, live_server, host_site) -> None:
-    Category.objects.create(slug="billing", name="Billing", phase="internal",
-                            business_hours={"tz": "UTC", "days": [0, 1, 2, 3, 4, 5, 6], "start": "00:00", "end": "00:00"})
+    from tests.conversations.test_widget_api import closed_today
+
+    Category.objects.create(slug="billing", name="Billing", phase="internal", business_hours=closed_today())
     site = site_key_create(name="acme", allowed_origins=[host_site.origin])
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = context.new_page()

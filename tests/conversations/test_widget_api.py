@@ -308,14 +308,24 @@ def test_handoff_before_the_first_message_keeps_the_bot_out(client, site, custom
     assert rollout.draft_autosend(draft_id=draft.pk) is None
 
 
+def closed_today() -> dict:
+    """Business hours open every day but today (UTC), 09:00–17:00: closed now, next open tomorrow at 09:00."""
+    import datetime as dt
+
+    today = dt.datetime.now(dt.timezone.utc).weekday()
+    return {"tz": "UTC", "days": [d for d in range(7) if d != today], "start": "09:00", "end": "17:00"}
+
+
 def test_internal_category_outside_business_hours_says_when_a_person_answers(client, site) -> None:
-    Category.objects.create(slug="billing", name="Billing", phase="internal",
-                            business_hours={"tz": "UTC", "days": [0, 1, 2, 3, 4, 5, 6], "start": "00:00", "end": "00:00"})
+    import datetime as dt
+
+    Category.objects.create(slug="billing", name="Billing", phase="internal", business_hours=closed_today())
     data = start(client, site, body={"message": "refund please", "category": "billing"})
     state = data["state"]
     assert state["status"] == "teammate" and state["availability"]["open_now"] is False
     opens = state["availability"]["opens_at"]
-    assert opens and opens.endswith("00:00:00+00:00") and opens == state["availability"]["expected_reply_by"]
+    tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date()
+    assert opens == f"{tomorrow.isoformat()}T09:00:00+00:00" and opens == state["availability"]["expected_reply_by"]
 
 
 def test_next_opening() -> None:
@@ -329,6 +339,7 @@ def test_next_opening() -> None:
     assert rollout.next_opening(rule, monday_10) == monday_10
     assert rollout.next_opening(rule, monday_10.replace(hour=7)).isoformat() == "2026-11-23T09:00:00+01:00"
     assert rollout.next_opening({"tz": "UTC", "days": []}, saturday) is None
+    assert rollout.next_opening({"tz": "UTC", "start": "10:00", "end": "10:00"}, saturday) is None  # never open
 
 
 def test_long_poll_returns_new_messages_at_once_and_waits_otherwise(client, site, settings) -> None:
