@@ -410,3 +410,16 @@ def test_message_dict_matches_the_documented_serializer(client, site) -> None:
     m = Message.objects.get(ticket__widget__pk=data["conversation_id"])
     m.rating = 0.0
     assert message_dict(m) == dict(MessageOut(m).data)
+
+
+def test_query_counts_are_pinned(client, site, django_assert_max_num_queries) -> None:
+    """The posting path is the hot one (docs/benchmarks.md): a fixed number of SQL statements per message."""
+    data = start(client, site, body={"message": "first"})
+    with django_assert_max_num_queries(9):
+        r = call(client, "POST", "conversation/messages", site, token=data["token"], body={"body": "second"})
+    assert r.status_code == 201
+    for _ in range(5):
+        call(client, "POST", "conversation/messages", site, token=data["token"], body={"body": "more"})
+    with django_assert_max_num_queries(2):  # token lookup, messages with their ratings: no growth with the history
+        r = call(client, "GET", "conversation", site, token=data["token"])
+    assert len(r.json()["messages"]) == 7
