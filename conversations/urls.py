@@ -1,7 +1,7 @@
 """URLs of the public widget API (``/api/widget/v1/``) and the demo page."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from conversations import api
 
@@ -16,5 +16,5 @@ urlpatterns = [
     path("conversation/stream-token", api.StreamTokenView.as_view(), name="stream-token"),
     path("conversation/stream", api.StreamView.as_view(), name="stream"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularRedocView.as_view(url_name="widget-api:schema"), name="docs"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="widget-api:schema"), name="docs"),
 ]

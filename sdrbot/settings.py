@@ -242,7 +242,8 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["conversations.api.schema_public_only"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
+    # the docs page is Swagger UI from the sidecar package: no CDN; validatorUrl None = no badge from swagger.io
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "APPEND_COMPONENTS": {"securitySchemes": {
         "IdentityToken": {"type": "apiKey", "in": "header", "name": "X-Identity-Token"},
     }},

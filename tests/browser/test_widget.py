@@ -236,3 +236,15 @@ def test_long_polling_fallback_without_event_source(page, host_site, agent_user)
     reply_send(ticket_id=ticket.pk, actor=agent_user, body="Yes, we are here.", expected_version=None)
     page.locator(".msg-agent").get_by_text("Yes, we are here.").wait_for(timeout=15_000)
     assert stream_requests == []  # it arrived through GET conversation/messages?wait=…
+
+
+def test_api_docs_page_renders_offline(page, live_server) -> None:
+    elsewhere: list[str] = []
+    page.on("request", lambda r: elsewhere.append(r.url) if not r.url.startswith(live_server.url) else None)
+    page.goto("/api/widget/v1/docs/")
+    try:
+        page.get_by_text("Post the customer's message").wait_for(timeout=30_000)
+    finally:
+        screenshot(page, "widget-api-docs")
+    assert page.get_by_role("heading", name="sdrbot public widget API").first.is_visible()
+    assert [u for u in elsewhere if not u.startswith(("blob:", "data:"))] == []  # no CDN: works offline
