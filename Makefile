@@ -45,6 +45,8 @@ demo: demo-data
 	@echo
 	@echo "  sdrbot is starting on http://127.0.0.1:$(PORT)/   (health: http://127.0.0.1:$(PORT)/healthz)"
 	@echo "  log in as the user and password printed above by demo_setup; Ctrl-C stops everything"
+	@echo "  the customer's side (chat widget on a made-up company's page): http://127.0.0.1:$(PORT)/demo/"
+	@echo "  public API docs: http://127.0.0.1:$(PORT)/api/widget/v1/docs/"
 	@echo
 	$(BIN)/honcho start -f Procfile
 
@@ -65,6 +67,7 @@ bench: migrate
 	$(BIN)/python bench/sdr_intent.py
 	$(BIN)/python bench/sdr_overhead.py
 	$(BIN)/python bench/sdr_chaos.py
+	$(BIN)/python bench/widget_api.py
 
 clean-data: stop
 	rm -rf .data

@@ -131,3 +131,33 @@ class MessageAdmin(ReadOnlyAdmin):
     @admin.display(description="body")
     def excerpt(self, obj: Message) -> str:
         return obj.body if len(obj.body) <= 80 else obj.body[:79] + "…"
+
+
+from conversations.models import SiteKey, WidgetConversation  # noqa: E402
+
+
+@admin.register(SiteKey)
+class SiteKeyAdmin(admin.ModelAdmin):
+    """Site keys of the widget. The public key and the identity-signing secret are generated on creation; give the
+    secret to the company's backend only (it signs identity tokens, README)."""
+
+    list_display = ["name", "key", "active", "default_category", "created_at"]
+    fields = ["name", "key", "secret", "allowed_origins", "default_category", "active", "created_at"]
+    readonly_fields = ["key", "secret", "created_at"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        import secrets
+
+        from conversations.services import widget_origins_forget
+
+        if not obj.key:
+            obj.key = "pk_" + secrets.token_urlsafe(18)
+            obj.secret = secrets.token_urlsafe(32)
+        super().save_model(request, obj, form, change)
+        widget_origins_forget()
+
+
+@admin.register(WidgetConversation)
+class WidgetConversationAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "site_key", "ticket", "subject", "handoff_requested_at", "created_at"]
+    list_select_related = ["site_key", "ticket"]

@@ -144,3 +144,54 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} #{self.turn_index} of ticket {self.ticket_id}"
+
+
+class SiteKey(models.Model):
+    """A website that embeds the chat widget. ``key`` is public (it sits in the page's script tag); ``secret`` signs
+    the company's identity tokens (JWT HS256) and never leaves the server side of that company. Requests from a
+    browser origin not in ``allowed_origins`` are refused."""
+
+    name = models.CharField(max_length=200)
+    key = models.CharField(max_length=64, unique=True)
+    secret = models.CharField(max_length=128)
+    # exact origins, scheme://host[:port], e.g. ["https://www.example.com"]
+    allowed_origins = models.JSONField(default=list, blank=True)
+    default_category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WidgetConversation(models.Model):
+    """One conversation in the widget: its ticket appears with the first message. ``subject`` is the verified
+    identity's user id (JWT ``sub``) when the conversation was started with one, else empty (anonymous)."""
+
+    site_key = models.ForeignKey(SiteKey, on_delete=models.CASCADE, related_name="conversations")
+    ticket = models.OneToOneField(Ticket, null=True, blank=True, on_delete=models.SET_NULL, related_name="widget")
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    subject = models.CharField(max_length=255, blank=True)
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    customer_name = models.CharField(max_length=200, blank=True)
+    customer_email = models.EmailField(blank=True)
+    handoff_requested_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["site_key", "subject", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"widget conversation {self.pk}"
+
+
+class WidgetToken(models.Model):
+    """A conversation token: ``secrets.token_urlsafe(32)`` given once to the browser, stored as its SHA-256. A
+    verified customer who resumes a conversation on another device gets a token of its own."""
+
+    conversation = models.ForeignKey(WidgetConversation, on_delete=models.CASCADE, related_name="tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from conversations.models import Category, Customer, Message, Ticket
+from conversations.models import Category, Customer, Message, SiteKey, Ticket, WidgetConversation, WidgetToken
 from drafts.models import Draft
 
 MAX_MESSAGE_CHARS = 200_000  # ≈ 200 KB of text; longer bodies are refused rather than cut
@@ -187,3 +187,145 @@ def note_add(*, ticket_id: int, actor, body: str) -> Message:
     ticket = Ticket.objects.select_for_update().get(pk=ticket_id)
     return Message.objects.create(ticket=ticket, role=Message.Role.INTERNAL_NOTE, body=body[:MAX_MESSAGE_CHARS],
                                   turn_index=_next_turn(ticket), author_user=actor)
+
+
+# ------------------------------------------------------------------------------------------- widget (public API)
+
+
+def token_hash(token: str) -> str:
+    """SHA-256 (hex) of a conversation token: the token itself is never stored."""
+    import hashlib
+
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def widget_origins_forget() -> None:
+    """Drop the cached set of allowed origins (after a site key changes); see ``conversations.selectors``."""
+    from conversations.selectors import ORIGINS_CACHE_KEY, redis_client
+
+    redis_client().delete(ORIGINS_CACHE_KEY)
+
+
+def site_key_create(*, name: str, allowed_origins: list[str], default_category: Category | None = None) -> SiteKey:
+    """A new site key with a random public key and a random identity-signing secret. Origins are
+    ``scheme://host[:port]`` without a path; raises ``ValueError`` (field ``allowed_origins``) otherwise."""
+    import secrets
+    from urllib.parse import urlsplit
+
+    for origin in allowed_origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+            raise ValueError(f"allowed_origins: {origin!r} is not an origin like https://www.example.com")
+    site = SiteKey.objects.create(name=name, key="pk_" + secrets.token_urlsafe(18), secret=secrets.token_urlsafe(32),
+                                  allowed_origins=list(allowed_origins), default_category=default_category)
+    widget_origins_forget()
+    transaction.on_commit(widget_origins_forget)
+    return site
+
+
+def widget_token_issue(*, conversation: WidgetConversation) -> str:
+    """A new conversation token (``secrets.token_urlsafe(32)``, 256 bits); only its hash is stored."""
+    import secrets
+
+    token = secrets.token_urlsafe(32)
+    WidgetToken.objects.create(conversation=conversation, token_hash=token_hash(token))
+    return token
+
+
+@transaction.atomic
+def widget_conversation_start(*, site_key: SiteKey, identity=None, name: str = "", email: str = "",
+                              category: Category | None = None) -> tuple[WidgetConversation, str]:
+    """Open a widget conversation and return it with its token. With a verified ``identity``
+    (:class:`conversations.identity.Identity`) the conversation belongs to that customer of this site (so they can
+    resume it elsewhere); without one it is anonymous and the name/email given are only what the visitor typed."""
+    customer = None
+    if identity is not None:
+        customer = customer_get_or_create(external_id=f"site-{site_key.pk}:{identity.subject}",
+                                          name=identity.name or name, email=identity.email)
+    conversation = WidgetConversation.objects.create(
+        site_key=site_key, customer=customer, subject=identity.subject if identity is not None else "",
+        category=category or site_key.default_category, customer_name=name[:200], customer_email=email)
+    return conversation, widget_token_issue(conversation=conversation)
+
+
+@transaction.atomic
+def widget_token_resume(*, site_key: SiteKey, identity, conversation_id: int) -> tuple[WidgetConversation, str]:
+    """A fresh token for an earlier conversation of the same verified customer on the same site. Raises
+    ``LookupError`` when the conversation is missing or not theirs (the API answers 404 for both)."""
+    conversation = WidgetConversation.objects.filter(pk=conversation_id, site_key=site_key,
+                                                     subject=identity.subject).exclude(subject="").first()
+    if conversation is None:
+        raise LookupError("conversation not found")
+    return conversation, widget_token_issue(conversation=conversation)
+
+
+def widget_message_post(*, conversation: WidgetConversation, body: str, client_message_id: str = "") -> Message:
+    """A customer message from the widget, through :func:`message_receive` (drafting is queued after commit). The
+    first message locks the conversation row, so two first posts never create two tickets; later ones go straight
+    to ``message_receive``, which locks the ticket. A retried post with the same ``client_message_id`` returns the
+    first message. Raises :class:`MessageRejected`."""
+    if conversation.ticket_id is not None:
+        return message_receive(body=body, channel=Ticket.Channel.WIDGET, ticket=Ticket(pk=conversation.ticket_id),
+                               external_id=client_message_id[:255])
+    return _widget_first_message(conversation_id=conversation.pk, body=body, client_message_id=client_message_id)
+
+
+@transaction.atomic
+def _widget_first_message(*, conversation_id: int, body: str, client_message_id: str) -> Message:
+    conversation = WidgetConversation.objects.select_for_update().get(pk=conversation_id)
+    if conversation.ticket_id is not None:  # another first post won the race
+        return message_receive(body=body, channel=Ticket.Channel.WIDGET, ticket=Ticket(pk=conversation.ticket_id),
+                               external_id=client_message_id[:255])
+    if conversation.customer_id is None:
+        # an anonymous visitor is never matched to an existing customer by the email they typed
+        conversation.customer = Customer.objects.create(name=conversation.customer_name,
+                                                        email=conversation.customer_email)
+        conversation.save(update_fields=["customer"])
+    message = message_receive(body=body, channel=Ticket.Channel.WIDGET, customer=Customer(pk=conversation.customer_id),
+                              category=Category(pk=conversation.category_id) if conversation.category_id else None,
+                              external_id=client_message_id[:255])
+    conversation.ticket_id = message.ticket_id
+    conversation.save(update_fields=["ticket"])
+    metadata = {"human_requested_at": conversation.handoff_requested_at.isoformat()} \
+        if conversation.handoff_requested_at is not None else {}
+    if metadata:  # asked for a person before writing: the bot stays out
+        Ticket.objects.filter(pk=message.ticket_id).update(metadata=metadata)
+    return message
+
+
+@transaction.atomic
+def widget_reply_rate(*, conversation: WidgetConversation, message_id: int, thumbs_up: bool):
+    """The customer's thumbs on one bot reply of their conversation: a ``rating`` signal on its draft (one per
+    draft, changeable; drafts.rollout). Raises ``LookupError`` when the message is not a bot reply of this
+    conversation."""
+    from drafts.models import Draft
+    from drafts.rollout import rating_record
+
+    draft = (Draft.objects.filter(sent_message_id=message_id, sent_message__role=Message.Role.BOT,
+                                  ticket_id=conversation.ticket_id).first() if conversation.ticket_id else None)
+    if draft is None:
+        raise LookupError("message_id: not a bot reply of this conversation")
+    return rating_record(draft=draft, thumbs_up=thumbs_up, message_id=message_id)
+
+
+@transaction.atomic
+def widget_handoff(*, conversation_id: int) -> WidgetConversation:
+    """"Talk to a person": the ticket goes to the agents' queue (``awaiting_agent``), the bot stops answering in it,
+    the latest bot reply gets a ``human_request`` signal (rollout gates) and agents see a note. Before the first
+    message only the wish is recorded; the ticket starts in the queue when it exists. Idempotent."""
+    from drafts.rollout import human_request_record
+
+    conversation = WidgetConversation.objects.select_for_update().get(pk=conversation_id)
+    now = timezone.now()
+    if conversation.handoff_requested_at is None:
+        conversation.handoff_requested_at = now
+        conversation.save(update_fields=["handoff_requested_at"])
+    if conversation.ticket_id is not None:
+        ticket = ticket_lock(ticket_id=conversation.ticket_id, expected_version=None)
+        human_request_record(ticket_id=ticket.pk)
+        if not ticket.metadata.get("human_requested_at"):
+            ticket.metadata = {**ticket.metadata, "human_requested_at": now.isoformat()}
+            Message.objects.create(ticket=ticket, role=Message.Role.INTERNAL_NOTE, turn_index=_next_turn(ticket),
+                                   body="The customer asked to talk to a person (widget).")
+        _bump(ticket, metadata=ticket.metadata, status=Ticket.Status.AWAITING_AGENT, resolved_at=None)
+    return conversation

@@ -245,6 +245,29 @@ def within_business_hours(rule: dict[str, Any], now: datetime) -> bool:
     return rule.get("start", "00:00") <= hhmm < rule.get("end", "24:00")
 
 
+def next_opening(rule: dict[str, Any], now: datetime) -> datetime | None:
+    """When the business hours ``rule`` (as in :func:`within_business_hours`) next open: ``now`` when open now, the
+    next start within 8 days otherwise, None when the rule never opens (or names an unknown time zone)."""
+    if within_business_hours(rule, now):
+        return now
+    try:
+        zone = ZoneInfo(rule.get("tz", "UTC"))
+    except ZoneInfoNotFoundError:
+        return None
+    if rule.get("start", "00:00") >= rule.get("end", "24:00"):
+        return None  # an empty window never opens (within_business_hours has no overnight windows)
+    local = now.astimezone(zone)
+    start_h, start_m = (int(x) for x in rule.get("start", "00:00").split(":"))
+    for offset in range(0, 8):
+        day = (local + timedelta(days=offset)).date()
+        if day.weekday() not in rule.get("days", [0, 1, 2, 3, 4, 5, 6]):
+            continue
+        opens = datetime(day.year, day.month, day.day, start_h, start_m, tzinfo=zone)
+        if opens > local:
+            return opens
+    return None
+
+
 def autosend_blockers(*, category: Category | None, confidence: float | None, needs_human: bool,
                       monitor_flags: list[dict], now: datetime, shadow: bool = False) -> list[str]:
     """Why the bot must not send this draft (empty list: it may). ``shadow`` ignores phase and the auto-send
@@ -279,6 +302,8 @@ def draft_autosend(*, draft_id: int) -> Message | None:
     with transaction.atomic():
         draft = Draft.objects.select_related("trace").get(pk=draft_id)
         ticket = ticket_lock(ticket_id=draft.ticket_id, expected_version=None)
+        if ticket.metadata.get("human_requested_at"):
+            return None  # the customer asked for a person (widget): the draft waits for an agent
         now = timezone.now()
         claimed = Draft.objects.filter(pk=draft_id, status=Draft.Status.READY, auto_sent=False).update(
             status=Draft.Status.SENT, auto_sent=True, sent_at=now, updated_at=now)
@@ -324,6 +349,26 @@ def signals_record(*, message: Message, previous_status: str) -> list[ReplySigna
                                                       defaults={"category": bot.category, "message": message})
         out.append(signal)
     return out
+
+
+def rating_record(*, draft: Draft, thumbs_up: bool, message_id: int | None = None) -> ReplySignal:
+    """The customer's thumbs on a bot reply: one ``rating`` signal per draft (value 1 up, 0 down), changeable."""
+    signal, _ = ReplySignal.objects.update_or_create(
+        draft=draft, kind=ReplySignal.Kind.RATING,
+        defaults={"value": 1.0 if thumbs_up else 0.0, "category_id": draft.category_id, "message_id": message_id,
+                  "created_at": timezone.now()})
+    return signal
+
+
+def human_request_record(*, ticket_id: int) -> ReplySignal | None:
+    """The customer pressed "Talk to a person": a ``human_request`` signal on the ticket's latest bot reply (None
+    when the bot has not answered in this ticket). At most one per bot reply."""
+    bot = Draft.objects.filter(ticket_id=ticket_id, auto_sent=True).order_by("-sent_at").first()
+    if bot is None:
+        return None
+    signal, _ = ReplySignal.objects.get_or_create(draft=bot, kind=ReplySignal.Kind.HUMAN_REQUEST,
+                                                  defaults={"category_id": bot.category_id})
+    return signal
 
 
 _BREAKER_SQL = """

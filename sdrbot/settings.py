@@ -35,6 +35,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    "corsheaders",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "sdrbot",
     "knowledge",
@@ -46,6 +49,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -81,7 +85,14 @@ DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if not DATABASES["default"].get("HOST") and "host" in DATABASES["default"].get("OPTIONS", {}):
     DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# a `SELECT 1` before the first query of every request on a reused connection (docs/benchmarks.md: about a tenth of a
+# widget post's time); turn off where connections are known to stay up
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
+# experiment (docs/benchmarks.md, widget API): server-side parameters, and psycopg prepares a statement run this many
+# times on a connection (PostgreSQL then skips parsing and planning it); off unless set
+if env.bool("DB_SERVER_SIDE_BINDING", default=False):
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=env.int("DB_PREPARE_THRESHOLD", default=5))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="") or devservices.redis_url()
@@ -215,6 +226,42 @@ X_FRAME_OPTIONS = "DENY"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# --- customer widget and public API (conversations/api.py; README "Customer widget and public API") -------------
+# CORS only for the public API; which origins is decided per site key (conversations.api.cors_origin_allowed)
+CORS_URLS_REGEX = r"^/api/widget/.*$"
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "x-site-key", "x-identity-token"]
+CORS_EXPOSE_HEADERS = ["Retry-After"]
+CORS_PREFLIGHT_MAX_AGE = 600  # seconds
+# DRF rate strings (N/second|minute|hour|day); throttle state lives in the Redis cache
+WIDGET_THROTTLE_SITE = env.str("WIDGET_THROTTLE_SITE", default="6000/min")
+WIDGET_THROTTLE_IP = env.str("WIDGET_THROTTLE_IP", default="120/min")
+WIDGET_THROTTLE_CONVERSATION = env.str("WIDGET_THROTTLE_CONVERSATION", default="30/min")
+WIDGET_MAX_MESSAGE_CHARS = env.int("WIDGET_MAX_MESSAGE_CHARS", default=4000)
+WIDGET_MAX_REQUEST_BYTES = env.int("WIDGET_MAX_REQUEST_BYTES", default=16384)
+WIDGET_STREAM_SECONDS = env.float("WIDGET_STREAM_SECONDS", default=25.0)  # then the client reconnects
+WIDGET_STREAM_POLL_SECONDS = env.float("WIDGET_STREAM_POLL_SECONDS", default=0.25)
+WIDGET_STREAM_TOKEN_SECONDS = env.int("WIDGET_STREAM_TOKEN_SECONDS", default=60)
+WIDGET_LONGPOLL_MAX_SECONDS = env.float("WIDGET_LONGPOLL_MAX_SECONDS", default=25.0)
+WIDGET_EXPECTED_REPLY_MINUTES = env.int("WIDGET_EXPECTED_REPLY_MINUTES", default=60)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "sdrbot public widget API",
+    "DESCRIPTION": "The API behind the embeddable chat widget: start a conversation, post messages, receive "
+                   "replies (server-sent events or long polling), rate a bot reply, ask for a person.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SCHEMA_PATH_PREFIX": "/api/widget/v1",
+    "PREPROCESSING_HOOKS": ["conversations.api.schema_public_only"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # the docs page is Swagger UI from the sidecar package: no CDN; validatorUrl None = no badge from swagger.io
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "APPEND_COMPONENTS": {"securitySchemes": {
+        "IdentityToken": {"type": "apiKey", "in": "header", "name": "X-Identity-Token"},
+    }},
 }
 
 LOGGING = {

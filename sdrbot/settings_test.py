@@ -18,3 +18,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast log
 # the CRM adapters' credentials in tests (the suite's Celery worker reads them too); never real secrets
 CRM_WEBHOOK_SECRET = env.str("CRM_WEBHOOK_SECRET", default="whsec-test-0123456789")
 CRM_HUBSPOT_TOKEN = env.str("CRM_HUBSPOT_TOKEN", default="pat-test-token")
+# the whole suite calls the widget API from 127.0.0.1 within minutes; the throttle tests set their own low rates
+WIDGET_THROTTLE_IP = WIDGET_THROTTLE_SITE = WIDGET_THROTTLE_CONVERSATION = "100000/min"

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from conversations.views import demo_page
 from sdrbot.health import healthz
 
 admin.site.site_header = "sdrbot administration"
@@ -14,4 +15,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("knowledge/", include("knowledge.urls")),
+    path("api/widget/v1/", include("conversations.urls")),
+    path("demo/", demo_page, name="demo"),
 ]

@@ -62,6 +62,7 @@ class Command(BaseCommand):
         if not opts["no_live"]:
             self._live_tickets()
             self._sales_inquiries()
+        self._widget_site_key()
         self.stdout.write(self.style.SUCCESS(
             f"demo ready. Log in at /admin/ as user '{DEMO_USER}' with password '{password}' "
             "(set DEMO_ADMIN_PASSWORD to choose another)."
@@ -121,6 +122,28 @@ class Command(BaseCommand):
                                   customer_external_id=f"demo-prospect-{n}")
             Ticket.objects.filter(pk=msg.ticket_id).update(metadata={"sales_demo": True})
         self.stdout.write("queued 2 sales inquiries (leads at /console/leads/)")
+
+    def _widget_site_key(self) -> None:
+        """The site key of the /demo/ page (a made-up company's site with the widget), allowed on the demo's own
+        origins; the classifier picks each conversation's category (``account`` is the customer-facing one)."""
+        from conversations.models import SiteKey
+        from conversations.services import site_key_create, widget_origins_forget
+        from conversations.views import DEMO_SITE_KEY_NAME
+
+        port = os.environ.get("PORT", "8000")
+        origins = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+        host = os.environ.get("HOST", "127.0.0.1")
+        if host not in ("127.0.0.1", "localhost", "0.0.0.0"):
+            origins.append(f"http://{host}:{port}")
+        site = SiteKey.objects.filter(name=DEMO_SITE_KEY_NAME).order_by("-pk").first()
+        if site is None:
+            site = site_key_create(name=DEMO_SITE_KEY_NAME, allowed_origins=origins)
+        elif set(origins) - set(site.allowed_origins):
+            site.allowed_origins = sorted(set(site.allowed_origins) | set(origins))
+            site.save(update_fields=["allowed_origins"])
+            widget_origins_forget()
+        self.stdout.write(f"widget: the demo site key {site.key} allows {', '.join(site.allowed_origins)}; "
+                          f"the customer's side is at http://127.0.0.1:{port}/demo/")
 
     def _live_tickets(self) -> None:
         """New inbound messages (from held-out tickets, so nothing leaks from the resolved-ticket corpus) that the
