@@ -257,11 +257,12 @@ def _threshold(model_id: int) -> float:
     return t
 
 
-def intent_classify(embedding: np.ndarray) -> IntentPrediction | None:
-    """Predict from a message embedding with the active ``sdr_intent`` model; None when none is trained."""
+def intent_classify(embedding: np.ndarray, *, model_id: int | None = None) -> IntentPrediction | None:
+    """Predict from a message embedding with the active ``sdr_intent`` model (``model_id`` when the caller looked it
+    up already); None when none is trained."""
     from drafts import classifier
 
-    model_id = classifier.active_model_id(TARGET)
+    model_id = model_id or classifier.active_model_id(TARGET)
     if model_id is None:
         return None
     pred = classifier.classify(embedding, target=TARGET, model_id=model_id)

@@ -91,7 +91,8 @@ def qualification_run(*, ticket, message, outcome, recorder):
     from drafts.classifier import active_model_id
 
     thread_id, turn = str(ticket.thread_id), message.turn_index
-    if active_model_id(intent_mod.TARGET) is None:
+    model_id = active_model_id(intent_mod.TARGET)
+    if model_id is None:
         return outcome  # no intent model trained (manage.py sdr_intent_train): the pipeline is unchanged
     done = _checkpoints(thread_id, turn)
     lead = Lead.objects.filter(ticket=ticket).first()
@@ -101,7 +102,9 @@ def qualification_run(*, ticket, message, outcome, recorder):
             st = done["sdr_intent"]["sdr_intent"]
             s.metadata["resumed"] = True
         else:
-            pred = intent_mod.intent_classify(get_embedder().embed([message.body[:2000]])[0])
+            # the drafting step embedded the same text (its first 2,000 characters) already
+            embedding = outcome.embedding if outcome.embedding is not None else get_embedder().embed([message.body[:2000]])[0]
+            pred = intent_mod.intent_classify(embedding, model_id=model_id)
             if pred is None:  # trained with another embedding model
                 s.output = {"skipped": "the sdr_intent model does not match the embedding model"}
                 return outcome

@@ -108,10 +108,18 @@ def active_model_id(target: str) -> int | None:
     return ClassifierModel.objects.filter(target=target, is_active=True).values_list("pk", flat=True).first()
 
 
-def classify(embedding: np.ndarray, *, target: str, model_id: int | None = None) -> Prediction | None:
+def active_model_ids() -> dict[str, int]:
+    """{target: id} of every active model, in one query (a draft classifies several targets)."""
+    return dict(ClassifierModel.objects.filter(is_active=True).values_list("target", "pk"))
+
+
+def classify(embedding: np.ndarray, *, target: str, model_id: int | None = None,
+             active: dict[str, int] | None = None) -> Prediction | None:
     """Predict from a message embedding (unit vector of the active embedding model). None when no model is
-    trained for ``target`` or it was trained with another embedding model."""
-    model_id = model_id or active_model_id(target)
+    trained for ``target`` or it was trained with another embedding model. ``active`` is
+    :func:`active_model_ids` when the caller already has it (no query then)."""
+    if model_id is None:
+        model_id = active.get(target) if active is not None else active_model_id(target)
     if model_id is None:
         return None
     labels, coef, intercept, temperature, emb_model = _weights(model_id)

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db.models import F, Q
 
 from drafts.models import PromptVersion
 from knowledge.selectors import Hit
@@ -76,11 +77,11 @@ def llm_enabled() -> bool:
 def prompt_active(category_id: int | None) -> PromptVersion:
     """The active prompt of the category, else the active default; the built-in prompt is stored as default
     version 1 the first time it is needed, so every draft points at a real prompt row."""
-    if category_id is not None:
-        p = PromptVersion.objects.filter(category_id=category_id, is_active=True).first()
-        if p is not None:
-            return p
-    p = PromptVersion.objects.filter(category__isnull=True, is_active=True, name="support-reply").first()
+    default = Q(category__isnull=True, name="support-reply")
+    # one query: the category's own active prompt sorts first, the default after it
+    p = (PromptVersion.objects.filter(Q(category_id=category_id) | default if category_id is not None else default,
+                                      is_active=True)
+         .order_by(F("category_id").asc(nulls_last=True), "-pk").first())
     if p is None:
         p, _ = PromptVersion.objects.get_or_create(
             name="support-reply", category=None, version=1,

@@ -73,6 +73,7 @@ class DraftOutcome:
     llm_attempts: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
     monitor_flags: list[dict] = field(default_factory=list)
+    embedding: Any = None  # the message's embedding (numpy, unit length), for later steps of the same turn
 
 
 def _category_by_slug(slug: str) -> Category | None:
@@ -98,12 +99,13 @@ def draft_compose(*, message: str, history: Sequence[tuple[str, str]] = (), cate
         embedding = get_embedder().embed([query])[0]
         category_confidence = None
         pred = None
+        models = classifier.active_model_ids()
         if category is None:
-            pred = classifier.classify(embedding, target="category")
+            pred = classifier.classify(embedding, target="category", model_id=models.get("category"), active=models)
             if pred is not None and pred.confidence >= settings.CLASSIFIER_MIN_CONFIDENCE:
                 category = _category_by_slug(pred.label)
             category_confidence = pred.confidence if pred else None
-        intent_pred = classifier.classify(embedding, target="intent")
+        intent_pred = classifier.classify(embedding, target="intent", model_id=models.get("intent"), active=models)
         intent = intent_pred.label if intent_pred and intent_pred.confidence >= settings.CLASSIFIER_MIN_CONFIDENCE else ""
         s.output = {"category": category.slug if category else None, "prediction": pred.top if pred else None,
                     "intent": intent, "intent_prediction": intent_pred.top if intent_pred else None}
@@ -176,7 +178,7 @@ def draft_compose(*, message: str, history: Sequence[tuple[str, str]] = (), cate
     return DraftOutcome(
         prompt_version_id=prompt.pk if prompt is not None else None, grounding_score=g.score, flags=flags,
         category=category, category_confidence=category_confidence, intent=intent,
-        latency_ms=recorder.step_latency_ms(), monitor_flags=fired,
+        latency_ms=recorder.step_latency_ms(), monitor_flags=fired, embedding=embedding,
         **outcome_fields,
     )
 

@@ -25,6 +25,13 @@ class SearchError(ValueError):
     """Bad arguments to :func:`search` (unknown mode, k out of range, unknown filter key)."""
 
 
+SPAN_TEXT_CHARS = 400  # characters of a hit's text kept on a retrieval span (SearchResult.as_dict)
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n] + "…"
+
+
 @dataclass
 class Hit:
     """One retrieved chunk. ``score`` is the mode's own ranking score (keyword: ``ts_rank_cd``; vector: cosine
@@ -53,9 +60,20 @@ class SearchResult:
     config: dict[str, Any]
     timings_ms: dict[str, float]
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as stored on a retrieval span."""
-        return {"hits": [asdict(h) for h in self.hits], "config": self.config, "timings_ms": self.timings_ms}
+    def as_dict(self, *, text_chars: int | None = SPAN_TEXT_CHARS) -> dict[str, Any]:
+        """JSON-ready form, as stored on a retrieval span: every hit with its ranks and scores, its text (and a
+        resolved ticket's reply) cut to ``text_chars`` characters — the chunk id leads to the whole text — so a
+        trace stays small and quick to redact and store; ``text_chars=None`` keeps everything."""
+        hits = []
+        for h in self.hits:
+            d = asdict(h)
+            if text_chars is not None:
+                d["text"] = _cut(d["text"], text_chars)
+                if isinstance(d["metadata"].get("reply"), str):
+                    d["metadata"] = {**d["metadata"], "reply": _cut(d["metadata"]["reply"], text_chars)}
+            hits.append(d)
+        return {"hits": hits, "config": self.config, "timings_ms": self.timings_ms}
+
 
 
 def _filter_sql(filters: dict[str, Any] | None) -> tuple[str, list[Any], bool]:

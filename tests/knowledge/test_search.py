@@ -134,6 +134,10 @@ def test_hits_carry_what_a_trace_needs(kb) -> None:
     assert hit["external_id"] == "invoices" and hit["title"] == "Invoices" and hit["source"] == "help"
     assert {"chunk_id", "document_id", "text", "score", "keyword_rank", "vector_rank", "vector_distance"} <= set(hit)
     assert d["config"]["mode"] == "hybrid" and d["config"]["k"] == 2
+    long = search("invoice pdf", k=1)
+    long.hits[0].text = "x" * 1000
+    assert long.as_dict()["hits"][0]["text"] == "x" * 400 + "…"  # a span keeps a snippet; the chunk id the rest
+    assert long.as_dict(text_chars=None)["hits"][0]["text"] == "x" * 1000
 
 
 def test_bounded_keyword_ranking_keeps_the_selective_matches_first(settings) -> None:
