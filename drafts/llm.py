@@ -104,12 +104,17 @@ def _cached_client(api_key: str, base_url: str | None, timeout: float):
     return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
 
+MAX_PAST_REPLIES = 6  # the nearest resolved tickets shown to the model (retrieval finds more for the offline consensus)
+
+
 def build_messages(*, prompt: PromptVersion, message: str, history: Sequence[tuple[str, str]],
                    kb_hits: Sequence[Hit], ticket_hits: Sequence[Hit]) -> list[dict[str, str]]:
+    """The chat messages: the prompt version's system prompt, then the passages, the ``MAX_PAST_REPLIES`` nearest
+    past replies (vector order), the last six turns and the customer's message."""
     context = [f'<passage id="{h.chunk_id}" title="{h.title or h.external_id}">\n{h.text}\n</passage>' for h in kb_hits]
     context += [
         f'<past_reply id="{h.chunk_id}">\nCustomer: {h.text}\nAgent: {h.metadata.get("reply", "")}\n</past_reply>'
-        for h in ticket_hits if h.metadata.get("reply")
+        for h in [h for h in ticket_hits if h.metadata.get("reply")][:MAX_PAST_REPLIES]
     ]
     convo = "\n".join(f"{role}: {body}" for role, body in history[-6:])
     user = (
