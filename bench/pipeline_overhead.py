@@ -120,7 +120,7 @@ def print_summary(title: str, s: dict, *, keys: list[str]) -> None:
 
 
 def main(*, n: int = 300, warmup: int = 30, llm_delay_ms: float = 200.0, machine: bool = True,
-         skip_llm: bool = False, wait_quiet_s: float = 120.0) -> dict:
+         skip_llm: bool = False, wait_quiet_s: float = 120.0, worker_warm_up: bool = True) -> dict:
     import logging
 
     for name in ("httpx", "httpx2", "openai"):  # the openai client logs every request at INFO through httpx2
@@ -130,6 +130,11 @@ def main(*, n: int = 300, warmup: int = 30, llm_delay_ms: float = 200.0, machine
     if machine:
         _common.print_machine_info()
     info["code"] = _drafting.print_code_version()
+    if worker_warm_up:  # the state a Celery worker process is in before its first task (sdrbot/celery.py)
+        from sdrbot.celery import _warm_up
+
+        _warm_up()
+    print(f"  worker warm-up (model loaded, gc.freeze): {'yes' if worker_warm_up else 'no'}")
     from django.conf import settings
     from django.test import override_settings
 
@@ -228,12 +233,14 @@ if __name__ == "__main__":
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--llm-delay-ms", type=float, default=200.0)
     ap.add_argument("--skip-llm", action="store_true")
+    ap.add_argument("--no-worker-warm-up", action="store_true",
+                    help="measure without the Celery worker's warm-up (sdrbot.celery._warm_up: gc.freeze after loading)")
     ap.add_argument("--wait-quiet", type=float, default=120.0,
                     help="wait up to this many seconds for other jobs to leave the CPU before each pass (0 = no)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed (make bench goes on by default)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
-    res = main(n=a.n, warmup=a.warmup, llm_delay_ms=a.llm_delay_ms, skip_llm=a.skip_llm,
+    res = main(n=a.n, warmup=a.warmup, llm_delay_ms=a.llm_delay_ms, skip_llm=a.skip_llm, worker_warm_up=not a.no_worker_warm_up,
                wait_quiet_s=a.wait_quiet)
     if a.json:
         a.json.write_text(json.dumps(res, indent=2, default=str))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connection
@@ -61,16 +62,31 @@ _AI_TALK = re.compile(
 )
 
 
+def _lexeme(item: str) -> str | None:
+    """The full-text lexeme a chunk containing ``item`` must have, to find candidates through the chunks' GIN
+    index: PostgreSQL's parser makes a URL's host (``help.example.com``, with its port) and an email address each
+    one lexeme, whatever surrounds them. None for anything else (phone numbers), which is looked for by scanning."""
+    low = item.lower()
+    if "@" in low and " " not in low and "/" not in low:
+        return low
+    host = urlsplit(low if "://" in low else f"//{low}").netloc if ("://" in low or low.startswith("www.")) else ""
+    return host.rsplit("@", 1)[-1] or None
+
+
 def _urls_known(urls: Sequence[str]) -> set[str]:
-    """The URLs (trailing punctuation stripped) that occur in the knowledge base: as a document URL or inside a
-    chunk's text. One query."""
+    """The URLs, email addresses or phone numbers (trailing punctuation stripped) that occur in the knowledge base:
+    as a document URL or inside a chunk's text. One query; a chunk is read only when it has the item's host or
+    email lexeme (GIN index), so the check costs the same at any knowledge-base size."""
     if not urls:
         return set()
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT u FROM unnest(%s::text[]) AS u WHERE EXISTS (SELECT 1 FROM knowledge_document d "
-            "WHERE d.removed_at IS NULL AND d.url = u) OR EXISTS (SELECT 1 FROM knowledge_chunk c WHERE strpos(c.text, u) > 0)",
-            [list(urls)],
+            "SELECT x.u FROM unnest(%s::text[], %s::text[]) AS x(u, lex) WHERE"
+            " EXISTS (SELECT 1 FROM knowledge_document d WHERE d.removed_at IS NULL AND d.url = x.u)"
+            " OR EXISTS (SELECT 1 FROM knowledge_chunk c WHERE x.lex IS NOT NULL"
+            "  AND c.search_vector @@ to_tsquery('simple', quote_literal(x.lex)) AND strpos(c.text, x.u) > 0)"
+            " OR EXISTS (SELECT 1 FROM knowledge_chunk c WHERE x.lex IS NULL AND strpos(c.text, x.u) > 0)",
+            [list(urls), [_lexeme(u) for u in urls]],
         )
         return {row[0] for row in cur.fetchall()}
 

@@ -24,7 +24,8 @@ def fired(reply: str, *, grounding: float | None = 1.0, email: str = "", custome
 def kb():
     source_sync(source_name="docs", kind="docs", documents=[DocumentInput(
         external_id="contact", title="Contact us", url="https://help.example.com/contact",
-        text="Write to support@example.com or call +1 415 555 0100. Guides live at https://help.example.com/guides.")])
+        text="Write to support@example.com or call +1 415 555 0100. Guides live at https://help.example.com/guides. "
+             "Status (https://status.example.com:8443/now?region=eu), shop at www.shop.example/faq!")])
 
 
 @pytest.mark.parametrize("monitor, positive, negative", [
@@ -44,6 +45,9 @@ def test_unknown_url(kb) -> None:
     assert fired("See https://help.example.com/guides.") == {}
     assert fired("See https://help.example.com/contact") == {}
     assert fired("Log in at https://evil.example.net/login now")["unknown_url"] == ["https://evil.example.net/login"]
+    # found through the host lexeme whatever surrounds it in the passage: a port, parentheses, no scheme
+    assert fired("Check https://status.example.com:8443/now?region=eu then www.shop.example/faq") == {}
+    assert fired("Check https://status.example.com:8443/later") == {"unknown_url": ["https://status.example.com:8443/later"]}
 
 
 def test_foreign_personal_data(kb) -> None:
