@@ -142,6 +142,18 @@ def machine_info() -> dict[str, str]:
     return info
 
 
+def code_state() -> str:
+    """The commit measured, and whether tracked files had uncommitted changes (others may be editing them)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "?"
+    dirty = git("status", "--porcelain", "--untracked-files=no").splitlines()
+    return f"commit {head}" + (f" + uncommitted changes in {len(dirty)} tracked files" if dirty else "")
+
+
 def print_machine_info() -> dict[str, str]:
     info = machine_info()
     print_header("Machine")

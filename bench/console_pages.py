@@ -681,18 +681,6 @@ def main(*, machine: bool = True, requests: int = 200, regenerate: bool = False,
             "page_size_invariant": invariant, "machine": info}
 
 
-def code_state() -> str:
-    """The commit measured, and whether tracked files had uncommitted changes (others may be editing them)."""
-    import subprocess
-
-    def git(*args):
-        return subprocess.run(["git", "-C", str(_common.REPO), *args], capture_output=True, text=True).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or "?"
-    dirty = git("status", "--porcelain", "--untracked-files=no").splitlines()
-    return f"commit {head}" + (f" + uncommitted changes in {len(dirty)} tracked files" if dirty else "")
-
-
 def machine_line() -> dict[str, str]:
     import django
     from django.db import connection
@@ -703,7 +691,7 @@ def machine_line() -> dict[str, str]:
         info["PostgreSQL"] = cur.fetchone()[0]
         cur.execute("SHOW shared_buffers")
         info["shared_buffers"] = cur.fetchone()[0]
-    print(f"\ncode: {code_state()}")
+    print(f"\ncode: {_common.code_state()}")
     print(f"machine: {info['CPU']}, {info['cores (os.cpu_count)']} cores, {info['RAM']} RAM, PostgreSQL "
           f"{info['PostgreSQL']} (shared_buffers {info['shared_buffers']}), Python {info['Python']}, "
           f"Django {django.__version__}, {info['OS']}")

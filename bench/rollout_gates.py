@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -964,20 +963,11 @@ def main(*, requests: int = 20, regenerate: bool = False, run_experiments: bool 
             "experiments": exp, "generation_s": gen_s, "machine": info}
 
 
-def code_state() -> str:
-    def git(*args):
-        return subprocess.run(["git", "-C", str(_common.REPO), *args], capture_output=True, text=True).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or "?"
-    dirty = git("status", "--porcelain", "--untracked-files=no").splitlines()
-    return f"commit {head}" + (f" + uncommitted changes in {len(dirty)} tracked files" if dirty else "")
-
-
 def machine_line() -> dict[str, str]:
     import django
 
     info = _common.machine_info()
-    print(f"\ncode: {code_state()}")
+    print(f"\ncode: {_common.code_state()}")
     print(f"machine: {info['CPU']}, {info['cores (os.cpu_count)']} cores, {info['RAM']} RAM, PostgreSQL "
           f"{info.get('PostgreSQL')} (shared_buffers {info.get('PostgreSQL shared_buffers')}, work_mem "
           f"{info.get('PostgreSQL work_mem')}), Python {info['Python']}, Django {django.__version__}, {info['OS']}")

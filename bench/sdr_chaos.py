@@ -64,7 +64,6 @@ def start_worker(env: dict[str, str], queue: str, n: int) -> subprocess.Popen:
 
 
 def run(*, turns: int, adapter: str, hang_rate: float, hang_s: float, timeout: float, seed: int) -> dict:
-    from django.conf import settings
     from django.db import transaction
     from django.test.utils import override_settings
 

@@ -3,7 +3,6 @@ per-step checkpoints of a conversation, and the CRM outbox. State changes go thr
 
 from __future__ import annotations
 
-import uuid
 
 from django.conf import settings
 from django.db import models
