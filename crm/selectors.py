@@ -8,6 +8,7 @@ from django.db.models import Count, Prefetch, Q
 from django.http import Http404
 
 from crm.models import Lead, OutboxAttempt, OutboxWrite, SlotValue
+from sdrbot.access import is_agent
 
 PAGE_SIZE = 50
 SLOT_LABELS = {"team_size": "Team size", "need": "Need (BANT)", "budget": "Budget (BANT)",
@@ -32,7 +33,7 @@ def status_counts() -> dict[str, int]:
 
 def lead_for_console(*, lead_id: int, user) -> Lead:
     """The access selector for a lead: staff only; 404 for missing and not-allowed alike."""
-    if not (user.is_authenticated and user.is_active and user.is_staff):
+    if not is_agent(user):
         raise Http404
     try:
         return Lead.objects.select_related("contact", "company", "ticket__customer").get(pk=lead_id)

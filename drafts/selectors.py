@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_datetime
 
 from conversations.models import Category, Message, Ticket
 from drafts.models import Dataset, Draft, Feedback
+from sdrbot.access import is_agent
 
 PAGE_SIZE = 25
 OPEN_STATUSES = [Ticket.Status.NEW, Ticket.Status.DRAFTING, Ticket.Status.AWAITING_AGENT, Ticket.Status.REOPENED]
@@ -165,7 +166,7 @@ def inbox_page(filters: InboxFilters, user, cursor: str = "", page_size: int = P
 
 def ticket_for_console(*, ticket_id: int, user) -> Ticket:
     """The access selector for a ticket in the console: staff only; 404 for missing and not-allowed alike."""
-    if not (user.is_authenticated and user.is_active and user.is_staff):
+    if not is_agent(user):
         raise Http404
     try:
         return Ticket.objects.select_related("customer", "category", "assignee").get(pk=ticket_id)
@@ -185,7 +186,7 @@ def ticket_page(ticket: Ticket, user) -> dict[str, Any]:
 
 
 def sent_reply_for_console(*, message_id: int, user) -> Message:
-    if not (user.is_authenticated and user.is_staff):
+    if not is_agent(user):
         raise Http404
     try:
         return Message.objects.select_related("ticket", "from_draft", "author_user").get(

@@ -3,27 +3,17 @@ each turn, the CRM outbox delivered to a local CRM — then walked through in re
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from conversations.services import message_receive
 from crm.models import Lead, OutboxWrite
 from drafts.models import Draft
-from tests.browser.conftest import login, screenshot
+from tests.browser.conftest import login, screenshot, wait_for
 from tests.crm.conftest import configure, fake_crm, sales_kb, sdr_model  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-
-def wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
 
 
 def test_qualified_lead_walkthrough(page, celery_worker_process, sdr_model, sales_kb, fake_crm, agent_user, admin_user) -> None:

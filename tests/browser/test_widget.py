@@ -18,7 +18,7 @@ import pytest
 from conversations.models import Category, Message, Ticket, WidgetConversation
 from conversations.services import site_key_create
 from drafts.models import ReplySignal
-from tests.browser.conftest import login, screenshot
+from tests.browser.conftest import login, screenshot, wait_for
 from tests.drafts.conftest import kb  # noqa: F401  (the small knowledge base and resolved tickets)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -70,15 +70,6 @@ def host_site(live_server, tmp_path) -> Iterator[HostSite]:
     server.shutdown()
     server.server_close()
 
-
-def wait_for(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def widget_open(page) -> None:
