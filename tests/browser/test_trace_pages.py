@@ -6,20 +6,22 @@ from __future__ import annotations
 import pytest
 
 from conversations.services import message_receive
-from drafts.services import draft_generate
+from drafts.models import Draft
 from knowledge.services import DocumentInput, source_sync
-from tests.browser.conftest import login, screenshot
+from tests.browser.conftest import login, screenshot, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_draft_and_trace_in_admin(page, admin_user) -> None:
+def test_draft_and_trace_in_admin(page, admin_user, celery_worker_process) -> None:
     source_sync(source_name="docs", kind="docs", documents=[DocumentInput(
         external_id="password", title="Reset password",
         text="To reset your password open Settings, choose Security and click Reset password.")])
     m = message_receive(body="How do I reset my password? <img src=x onerror=alert('xss')> my email is a@b.co",
                         channel="api", customer_email="a@b.co")
-    draft = draft_generate(draft_id=m.drafts.get().pk)
+    # The real worker drafts it, queued on commit by message_receive (the worker is session-wide, so it is this
+    # test's only drafter: calling draft_generate here as well raced it for the claim).
+    draft = wait_for(lambda: Draft.objects.filter(message=m, status=Draft.Status.READY).first())
     page.goto(f"/admin/sdrbot/trace/{draft.trace_id}/change/")
     login(page, "admin-t", "pw-admin-123")
     page.wait_for_url(f"**/admin/sdrbot/trace/{draft.trace_id}/change/")
