@@ -39,7 +39,7 @@ from rest_framework.views import APIView
 
 from conversations import selectors, services
 from conversations.identity import Identity, IdentityInvalid, identity_verify
-from conversations.models import Category, Message, SiteKey, Ticket, WidgetConversation
+from conversations.models import Category, Message, SiteKey, WidgetConversation
 
 STREAM_SALT = "sdrbot.widget.stream"
 KEEPALIVE_SECONDS = 10.0
@@ -172,12 +172,27 @@ def identity_of(request, site_key: SiteKey, *, required: bool) -> Identity | Non
 # ------------------------------------------------------------------------------------------------- throttles
 
 
+# One fixed-window counter per key: INCR, start the window's expiry on its first hit, report the count and the time
+# left. One script call (EVALSHA) instead of a pipeline of three commands per key.
+_WINDOW_COUNT_LUA = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('EXPIRE', key, ARGV[i]) end
+  out[2 * i - 1] = n
+  out[2 * i] = redis.call('PTTL', key)
+end
+return out
+"""
+_window_count = None
+
+
 class WidgetThrottle(BaseThrottle):
-    """Fixed-window rate limits per IP, per site key and (on writes) per conversation, counted in Redis with one
-    pipelined round trip (SET NX EX + INCR + PTTL per key). DRF's ``SimpleRateThrottle`` keeps every request's
-    timestamp in one cached list, so its cost grows with the rate (6,000/min per site = a 6,000-item list read and
-    written per request); counters cost the same at any rate. A window may let through up to twice the rate across
-    its boundary. Rates are DRF rate strings read from settings at request time."""
+    """Fixed-window rate limits per IP, per site key and (on writes) per conversation, counted in Redis by one
+    script call (INCR, EXPIRE on the window's first hit, PTTL per key). DRF's ``SimpleRateThrottle`` keeps every
+    request's timestamp in one cached list, so its cost grows with the rate (6,000/min per site = a 6,000-item list
+    read and written per request); counters cost the same at any rate. A window may let through up to twice the rate
+    across its boundary. Rates are DRF rate strings read from settings at request time."""
 
     scopes: tuple[str, ...] = ("ip", "site")
     SETTINGS = {"ip": "WIDGET_THROTTLE_IP", "site": "WIDGET_THROTTLE_SITE",
@@ -204,17 +219,15 @@ class WidgetThrottle(BaseThrottle):
         return out
 
     def allow_request(self, request, view) -> bool:
+        global _window_count
         keys = self.keys(request)
         if not keys:
             return True
-        pipe = selectors.redis_client().pipeline(transaction=False)
-        for key, _limit, seconds in keys:
-            pipe.set(key, 0, ex=seconds, nx=True)  # the window's counter starts with its expiry (Redis 6.2 has no EXPIRE NX)
-            pipe.incr(key)
-            pipe.pttl(key)
-        replies = pipe.execute()
-        waits = [max(replies[3 * i + 2], 1000) / 1000 for i, (_k, limit, _s) in enumerate(keys)
-                 if replies[3 * i + 1] > limit]
+        if _window_count is None:
+            _window_count = selectors.redis_client().register_script(_WINDOW_COUNT_LUA)
+        replies = _window_count(keys=[k for k, _l, _s in keys], args=[s for _k, _l, s in keys])
+        waits = [max(replies[2 * i + 1], 1000) / 1000 for i, (_k, limit, _s) in enumerate(keys)
+                 if replies[2 * i] > limit]
         if waits:
             self.retry_after = max(waits)
             return False
@@ -440,9 +453,8 @@ class MessagesView(WidgetView):
         message = _post(conversation, data.validated_data["body"], data.validated_data.get("client_id", ""))
         if first:
             conversation = _reload(conversation.pk)  # the ticket was just created
-        elif conversation.ticket.status in (Ticket.Status.RESOLVED, Ticket.Status.AUTO_REPLIED):
-            # no extra query: message_receive reopened the ticket, which is all that changed for the widget
-            conversation.ticket.status = Ticket.Status.REOPENED
+        else:  # no extra query: the status message_receive left (reopened, maybe) is all that changed for the widget
+            conversation.ticket.status = message.ticket.status
         message.rating = None
         return Response(conversation_payload(conversation, after=message.turn_index - 1, messages=[message]),
                         status=status.HTTP_201_CREATED)

@@ -64,36 +64,77 @@ def message_receive(
         ticket = Ticket.objects.create(
             subject=(subject or " ".join(body.split())[:80])[:300], channel=channel, customer=customer,
             category=category, category_source="channel" if category else "", status=Ticket.Status.NEW,
-            created_at=now, updated_at=now,
+            created_at=now, updated_at=now, last_customer_message_at=sent_at or now,
         )
+        message = Message.objects.create(ticket=ticket, role=Message.Role.CUSTOMER, body=body, turn_index=0,
+                                         external_id=external_id, sent_at=sent_at or now)
     else:
-        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
-        previous_status = ticket.status
-        if external_id:
-            existing = Message.objects.filter(ticket=ticket, external_id=external_id).first()
-            if existing is not None:
-                return existing
-        if ticket.status in (Ticket.Status.RESOLVED, Ticket.Status.AUTO_REPLIED):
-            ticket.status = Ticket.Status.REOPENED
-            ticket.resolved_at = None
-    turn = (Message.objects.filter(ticket=ticket).aggregate(m=Max("turn_index"))["m"])
-    message = Message.objects.create(
-        ticket=ticket, role=Message.Role.CUSTOMER, body=body, turn_index=0 if turn is None else turn + 1,
-        external_id=external_id, sent_at=sent_at or now,
-    )
-    if turn is not None:
-        from drafts.rollout import signals_record
-
-        signals_record(message=message, previous_status=previous_status)
-    ticket.last_customer_message_at = message.sent_at
-    ticket.updated_at = now
-    ticket.save(update_fields=["status", "resolved_at", "last_customer_message_at", "updated_at"])
-    draft = Draft.objects.create(ticket=ticket, message=message, status=Draft.Status.PENDING)
+        message, created = _follow_up_receive(ticket_id=ticket.pk, body=body, external_id=external_id,
+                                              sent_at=sent_at or now, now=now)
+        if not created:
+            return message
+    draft = Draft.objects.create(ticket=message.ticket, message=message, status=Draft.Status.PENDING)
 
     from drafts.tasks import draft_generate
 
     transaction.on_commit(lambda: draft_generate.delay(draft.pk))
     return message
+
+
+# A customer message on an existing ticket: every widget post after the first. Its statements are written by hand
+# (docs/benchmarks.md, widget API: Django compiling them was about a third of a post's CPU); they run inside
+# message_receive's transaction, after the ticket row is locked, so the turn read after the lock is the latest.
+_TICKET_LOCK_SQL = "SELECT status FROM conversations_ticket WHERE id = %s FOR UPDATE"
+_LAST_TURN_SQL = "SELECT MAX(turn_index) FROM conversations_message WHERE ticket_id = %s"
+_MESSAGE_INSERT_SQL = (
+    "INSERT INTO conversations_message (ticket_id, role, body, turn_index, author_user_id, external_id, origin, sent_at) "
+    "VALUES (%s, %s, %s, %s, NULL, %s, '', %s) RETURNING id")
+_TICKET_RECEIVED_SQL = (
+    "UPDATE conversations_ticket SET status = %s, resolved_at = CASE WHEN %s THEN NULL ELSE resolved_at END, "
+    "last_customer_message_at = GREATEST(last_customer_message_at, %s), updated_at = %s WHERE id = %s "
+    "RETURNING resolved_at, last_customer_message_at")
+
+
+def _follow_up_receive(*, ticket_id: int, body: str, external_id: str, sent_at: datetime,
+                       now: datetime) -> tuple[Message, bool]:
+    """Lock the ticket, store the message as its next turn, reopen a resolved / auto-replied ticket and record the
+    implicit signals about the bot reply it follows. Returns ``(message, True)`` with ``message.ticket`` in its new
+    state (fields not written here are deferred), or ``(the earlier message, False)`` when ``external_id`` was
+    already received. Raises ``Ticket.DoesNotExist``."""
+    from django.db import connection
+
+    from drafts.rollout import signals_record
+    from sdrbot.rows import instance_from_row
+
+    with connection.cursor() as cursor:
+        cursor.execute(_TICKET_LOCK_SQL, [ticket_id])
+        row = cursor.fetchone()
+        if row is None:
+            raise Ticket.DoesNotExist(f"ticket {ticket_id} does not exist")
+        previous_status = row[0]
+        if external_id:
+            existing = Message.objects.filter(ticket_id=ticket_id, external_id=external_id).first()
+            if existing is not None:
+                return existing, False
+        reopen = previous_status in (Ticket.Status.RESOLVED, Ticket.Status.AUTO_REPLIED)
+        status = Ticket.Status.REOPENED if reopen else previous_status
+        cursor.execute(_LAST_TURN_SQL, [ticket_id])
+        last_turn = cursor.fetchone()[0]
+        turn = 0 if last_turn is None else last_turn + 1
+        cursor.execute(_MESSAGE_INSERT_SQL, [ticket_id, Message.Role.CUSTOMER, body, turn, external_id, sent_at])
+        message_id = cursor.fetchone()[0]
+        cursor.execute(_TICKET_RECEIVED_SQL, [status, reopen, sent_at, now, ticket_id])
+        resolved_at, last_customer_message_at = cursor.fetchone()
+    ticket = instance_from_row(Ticket, {"id": ticket_id, "status": status, "resolved_at": resolved_at,
+                                        "last_customer_message_at": last_customer_message_at, "updated_at": now},
+                               from_database=False)
+    message = instance_from_row(Message, {
+        "id": message_id, "ticket_id": ticket_id, "role": Message.Role.CUSTOMER, "body": body, "turn_index": turn,
+        "author_user_id": None, "external_id": external_id, "origin": "", "sent_at": sent_at}, from_database=False)
+    message.ticket = ticket
+    if last_turn is not None:
+        signals_record(message=message, previous_status=previous_status)
+    return message, True
 
 
 class StaleTicket(Exception):

@@ -325,28 +325,41 @@ def draft_autosend(*, draft_id: int) -> Message | None:
 # ------------------------------------------------------------------------------------------ signals and breaker
 
 
+# The latest bot reply of a ticket and the customer message it answered: read on every customer message (the widget's
+# posting path), so written by hand rather than compiled from a two-join select_related each time.
+_LAST_BOT_REPLY_SQL = """
+SELECT d.id, d.category_id, d.sent_at, m.body
+FROM drafts_draft d JOIN conversations_message m ON m.id = d.message_id
+WHERE d.ticket_id = %s AND d.auto_sent AND d.sent_at IS NOT NULL AND d.category_id IS NOT NULL
+ORDER BY d.sent_at DESC LIMIT 1
+"""
+
+
 def signals_record(*, message: Message, previous_status: str) -> list[ReplySignal]:
     """Implicit signals carried by a new customer message about the bot reply it follows (customer-facing
     categories only): asks for a human; reopens within ``REOPEN_WINDOW_DAYS``; repeats the question it answered
     (rapidfuzz token-set ratio ≥ 85). One signal of each kind per bot reply."""
+    from django.db import connection
     from rapidfuzz import fuzz
 
-    bot = (Draft.objects.filter(ticket_id=message.ticket_id, auto_sent=True)
-           .select_related("message", "category").order_by("-sent_at").first())
-    if bot is None or bot.category is None or bot.sent_at is None:
+    with connection.cursor() as cursor:
+        cursor.execute(_LAST_BOT_REPLY_SQL, [message.ticket_id])
+        bot = cursor.fetchone()
+    if bot is None:
         return []
+    draft_id, category_id, sent_at, answered = bot
     out = []
     kinds = []
     if _HUMAN_REQUEST.search(message.body):
         kinds.append(ReplySignal.Kind.HUMAN_REQUEST)
     if previous_status in (Ticket.Status.AUTO_REPLIED, Ticket.Status.RESOLVED) and \
-            message.sent_at - bot.sent_at <= timedelta(days=REOPEN_WINDOW_DAYS):
+            message.sent_at - sent_at <= timedelta(days=REOPEN_WINDOW_DAYS):
         kinds.append(ReplySignal.Kind.REOPEN)
-    if fuzz.token_set_ratio(message.body.lower(), bot.message.body.lower()) >= 85:
+    if fuzz.token_set_ratio(message.body.lower(), answered.lower()) >= 85:
         kinds.append(ReplySignal.Kind.REPEAT)
     for kind in kinds:
-        signal, _ = ReplySignal.objects.get_or_create(draft=bot, kind=kind,
-                                                      defaults={"category": bot.category, "message": message})
+        signal, _ = ReplySignal.objects.get_or_create(draft_id=draft_id, kind=kind,
+                                                      defaults={"category_id": category_id, "message": message})
         out.append(signal)
     return out
 

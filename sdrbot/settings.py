@@ -88,9 +88,11 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 # a `SELECT 1` before the first query of every request on a reused connection (docs/benchmarks.md: about a tenth of a
 # widget post's time); turn off where connections are known to stay up
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
-# experiment (docs/benchmarks.md, widget API): server-side parameters, and psycopg prepares a statement run this many
-# times on a connection (PostgreSQL then skips parsing and planning it); off unless set
-if env.bool("DB_SERVER_SIDE_BINDING", default=False):
+# Server-side parameters, and psycopg prepares a statement run DB_PREPARE_THRESHOLD times on a connection: PostgreSQL
+# then skips parsing and planning it (docs/benchmarks.md, widget API: a post's PostgreSQL CPU 3.2 → 1.2 ms). Set
+# DB_SERVER_SIDE_BINDING=false behind a pooler that cannot keep prepared statements (PgBouncer in transaction mode
+# before 1.21, or without max_prepared_statements).
+if env.bool("DB_SERVER_SIDE_BINDING", default=True):
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         server_side_binding=True, prepare_threshold=env.int("DB_PREPARE_THRESHOLD", default=5))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -120,6 +122,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)  # seconds
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_RESULT_EXPIRES = 3600
+# Work reports its state in rows (a draft's status, an outbox row's attempts), not in task results: storing results
+# cost a Redis write per task and, on the publishing side, a result subscription per message queued (about a sixth
+# of queuing a draft, docs/benchmarks.md). A task whose caller waits for it (sdrbot.ping) keeps its result.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # tasks keep their database connection under Django's CONN_MAX_AGE rule instead of a new one per task (celery.py)

@@ -326,6 +326,9 @@ def test_internal_category_outside_business_hours_says_when_a_person_answers(cli
     opens = state["availability"]["opens_at"]
     tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date()
     assert opens == f"{tomorrow.isoformat()}T09:00:00+00:00" and opens == state["availability"]["expected_reply_by"]
+    # the same through the token (its own hand-written lookup of the conversation, ticket and category)
+    again = call(client, "GET", "conversation", site, token=data["token"]).json()
+    assert again["state"] == state and [m["body"] for m in again["messages"]] == ["refund please"]
 
 
 def test_next_opening() -> None:
