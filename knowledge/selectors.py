@@ -209,13 +209,10 @@ def keyword_candidates(cur, query: str, n: int, filters: dict[str, Any] | None) 
     return [(int(i), float(r)) for i, r in cur.fetchall()]
 
 
-def vector_candidates(cur, embedding: np.ndarray, n: int, filters: dict[str, Any] | None, *, model: str,
-                      ef_search: int) -> list[tuple[int, float]]:
+def vector_candidates(cur, embedding: np.ndarray, n: int, filters: dict[str, Any] | None, *,
+                      model: str) -> list[tuple[int, float]]:
+    """Nearest chunks by cosine distance. Runs inside :func:`search`'s transaction, which set the HNSW parameters."""
     where, params, join = _filter_sql(filters)
-    # Iterative scan (pgvector 0.8): when filters discard candidates the index keeps scanning instead of
-    # returning fewer than n rows. relaxed_order may return slightly out of order, so results are re-sorted.
-    cur.execute("SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                [str(max(ef_search, n))])
     vec = "[" + ",".join(f"{x:.7g}" for x in embedding.tolist()) + "]"
     cur.execute(
         f"SELECT c.id, c.embedding <=> %s::vector AS dist FROM knowledge_chunk c{_JOIN if join else ''}"
@@ -286,6 +283,14 @@ def search(
     kw: list[tuple[int, float]] = []
     vc: list[tuple[int, float]] = []
     with transaction.atomic(), connection.cursor() as cur:
+        # For this transaction only: the searches are planned for their own parameters every time (prepared
+        # statements would otherwise switch to a generic plan after five runs, blind to how selective this query's
+        # words and this category filter are: retrieval p95 +7-12 ms in bench/pipeline_overhead.py); and the HNSW
+        # iterative scan (pgvector 0.8) keeps scanning when filters discard candidates instead of returning fewer
+        # than n rows (relaxed_order may return them slightly out of order, so results are re-sorted).
+        cur.execute("SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
+                    " set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                    [str(max(ef, n))])
         if mode in ("keyword", "hybrid"):
             t = time.perf_counter()
             kw = keyword_candidates(cur, query, n, filters)
@@ -293,7 +298,7 @@ def search(
         if mode in ("vector", "hybrid"):
             t = time.perf_counter()
             assert embedder is not None and query_embedding is not None
-            vc = vector_candidates(cur, query_embedding, n, filters, model=embedder.name, ef_search=ef)
+            vc = vector_candidates(cur, query_embedding, n, filters, model=embedder.name)
             timings["vector"] = (time.perf_counter() - t) * 1000
         if mode == "keyword":
             ranked = kw[:k]
