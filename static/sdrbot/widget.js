@@ -3,7 +3,10 @@
  * Optional attributes: data-identity-token (a JWT signed by your backend, see the README), data-category (a category
  * slug), data-title. The UI lives in a shadow root (isolated from the page's CSS); message text is only ever set with
  * textContent, never parsed as HTML. The conversation token is kept in localStorage, so the conversation survives
- * page loads. New messages arrive over server-sent events (falling back to long polling).
+ * page loads. While the panel is open (and the page visible) new messages arrive over server-sent events (falling
+ * back to long polling); while it is closed nothing is held open on the server: a reply still awaited is checked for
+ * with short requests (every 5 s while the bot is writing, 30 s while a teammate is due) and lights the launcher's dot;
+ * otherwise the widget makes no requests until it is opened again.
  */
 (function () {
   "use strict";
@@ -26,6 +29,9 @@
   var streamErrors = 0;
   var generation = 0;
   var isOpen = false;
+  var awaiting = "";  // the last state's status: "typing" or "teammate" while a reply is expected
+  var checkTimer = null;
+  var CHECK_MS = { typing: 5000, teammate: 30000 };
 
   var CSS = [
     ":host { all: initial; }",
@@ -182,6 +188,7 @@
     status.className = "status";
     status.textContent = "";
     if (!state) return;
+    awaiting = state.status === "typing" || state.status === "teammate" ? state.status : "";
     if (state.status === "typing") {
       var t = el("span", { "class": "typing" });
       t.appendChild(el("span")); t.appendChild(el("span")); t.appendChild(el("span"));
@@ -270,7 +277,7 @@
     return api("POST", "conversations", body, headers).then(function (data) {
       remember(data.token);
       applyConversation(data);
-      connect();
+      live();
     });
   }
 
@@ -278,7 +285,7 @@
     sendBtn.disabled = true;
     var done = function () { sendBtn.disabled = false; };
     var p = token ? api("POST", "conversation/messages", { body: text, client_id: String(Date.now()) + Math.random().toString(16).slice(2) })
-                      .then(applyConversation)
+                      .then(function (data) { applyConversation(data); if (!isOpen) live(); })  // closed meanwhile
                   : start(text);
     return p.then(function () { input.value = ""; done(); }, function (err) {
       done();
@@ -300,11 +307,35 @@
     var go = function () { return api("POST", "conversation/handoff").then(applyConversation); };
     var p = token ? go() : api("POST", "conversations", CATEGORY ? { category: CATEGORY } : {},
                                identityToken ? { "X-Identity-Token": identityToken } : {})
-      .then(function (data) { remember(data.token); connect(); return go(); });
+      .then(function (data) { remember(data.token); live(); return go(); });
     p.catch(function (err) { showError(explain(err)); });
   }
 
   // ------------------------------------------------------------------------------- live updates: SSE, long poll
+
+  // How the widget keeps up: an event stream only while someone looks at the panel (each open stream holds a server
+  // thread); with the panel closed or the page hidden, a plain request now and then while a reply is awaited.
+  function live() {
+    generation += 1;
+    if (source) { source.close(); source = null; }
+    clearTimeout(checkTimer);
+    if (!token || document.hidden) return;
+    if (isOpen) { connect(); return; }
+    if (awaiting) {
+      var mine = generation;
+      checkTimer = setTimeout(function () {
+        if (mine !== generation) return;
+        api("GET", "conversation/messages?after=" + cursor).then(function (data) {
+          if (mine !== generation) return;
+          applyConversation(data);
+          live();
+        }, function (err) {
+          if (err.status === 401) { forget(); return; }
+          if (mine === generation) { awaiting = "teammate"; live(); }
+        });
+      }, CHECK_MS[awaiting]);
+    }
+  }
 
   function connect() {
     if (!token) return;
@@ -351,6 +382,7 @@
     showDot(false);
     input.focus();
     log.scrollTop = log.scrollHeight;
+    live();
   }
 
   function close() {
@@ -358,7 +390,10 @@
     panel.hidden = true;
     launcher.setAttribute("aria-expanded", "false");
     launcher.focus();
+    live();
   }
+
+  document.addEventListener("visibilitychange", live);
 
   launcher.addEventListener("click", function () { if (isOpen) close(); else open(); });
   closeBtn.addEventListener("click", close);
@@ -381,7 +416,7 @@
   };
 
   if (token) {
-    api("GET", "conversation").then(function (data) { applyConversation(data); connect(); }, function (err) {
+    api("GET", "conversation").then(function (data) { applyConversation(data); live(); }, function (err) {
       if (err.status === 401) forget();
     });
   }

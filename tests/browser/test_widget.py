@@ -119,6 +119,32 @@ def test_customer_facing_category_the_bot_answers_at_once_and_is_rated(page, kb,
     screenshot(page, "widget-handoff")
 
 
+def test_closed_panel_holds_no_stream_and_the_reply_lights_the_launcher(page, kb, celery_worker_process,  # noqa: F811
+                                                                        host_site) -> None:
+    Category.objects.filter(slug="account").update(phase="customer_facing", auto_send=True, auto_send_min_confidence=0.5)
+    site = site_key_create(name="acme", allowed_origins=[host_site.origin])
+    streams: list[str] = []
+    calls: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/conversation/stream?" in r.url else None)
+    page.on("request", lambda r: calls.append(r.url) if "/api/widget/v1/" in r.url else None)
+    page.goto(host_site.page(site.key, category="account"))
+    widget_open(page)
+    page.get_by_label("Your message").fill("How do I delete my account?")
+    page.get_by_role("button", name="Send").click()
+    page.get_by_role("button", name="Close chat").click()  # before the bot answers: no stream, a check every 5 s
+    page.get_by_role("dialog", name="Chat with us").wait_for(state="hidden")
+    page.get_by_role("button", name="Open chat (new message)").wait_for(timeout=30_000)
+    assert streams == []
+    screenshot(page, "widget-closed-new-message")
+    with page.expect_request(lambda r: "/conversation/stream?" in r.url):  # open again: the stream is back
+        page.get_by_role("button", name="Open chat (new message)").click()
+    page.locator(".msg-bot").wait_for()
+    page.get_by_role("button", name="Close chat").click()
+    before = len(calls)
+    page.wait_for_timeout(6000)  # answered, nothing awaited: no requests at all while closed
+    assert calls[before:] == [] and len(streams) == 1
+
+
 def test_internal_category_teammate_replies_from_the_console_and_hostile_text_is_inert(
         page, browser, live_server, kb, celery_worker_process, host_site, agent_user) -> None:  # noqa: F811
     orders = Category.objects.get(slug="order")
