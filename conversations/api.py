@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, Protocol, overload
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -95,6 +95,27 @@ class WidgetAuth:
         self.conversation = conversation
 
 
+class ConversationAuth(Protocol):
+    """A :class:`WidgetAuth` with its conversation: ``request.auth`` behind :class:`HasConversation`."""
+
+    site_key: SiteKey
+    conversation: WidgetConversation
+
+
+class WidgetRequest(Request):
+    """The type of a request in a :class:`WidgetView`: :class:`HasSiteKey` has refused any whose ``auth`` is not a
+    :class:`WidgetAuth`; for annotations only."""
+
+    auth: WidgetAuth
+
+
+class ConversationRequest(Request):
+    """The type of a request in a view behind :class:`HasConversation` (a conversation token was given); for
+    annotations only."""
+
+    auth: ConversationAuth
+
+
 def origin_check(request, site_key: SiteKey) -> None:
     origin = request.headers.get("Origin")
     # no Origin: a server-side caller (a browser always sends it cross-origin); the site key is public anyway
@@ -120,9 +141,10 @@ class SiteKeyAuthentication(BaseAuthentication):
             if not key:
                 raise Unauthorized("X-Site-Key: the site key header is required")
         else:
-            site_key = selectors.site_key_active(key)
-            if site_key is None:
+            active_key = selectors.site_key_active(key)
+            if active_key is None:
                 raise Unauthorized("X-Site-Key: missing, unknown or inactive site key")
+            site_key = active_key
         origin_check(request, site_key)
         return AnonymousUser(), WidgetAuth(site_key, conversation)
 
@@ -157,6 +179,10 @@ class HasConversation(HasSiteKey):
         return True
 
 
+@overload
+def identity_of(request, site_key: SiteKey, *, required: Literal[True]) -> Identity: ...
+@overload
+def identity_of(request, site_key: SiteKey, *, required: bool) -> Identity | None: ...
 def identity_of(request, site_key: SiteKey, *, required: bool) -> Identity | None:
     token = request.headers.get("X-Identity-Token", "")
     if not token:
@@ -187,6 +213,13 @@ return out
 _window_count = None
 
 
+def _parse_rate(rate: str) -> tuple[int, int]:
+    """A DRF rate string ("100/min") → (requests, window in seconds), parsed by DRF itself."""
+    limit, seconds = SimpleRateThrottle.parse_rate(None, rate)  # type: ignore[arg-type]  # it never reads self
+    assert limit is not None and seconds is not None  # only a None rate parses to (None, None)
+    return limit, seconds
+
+
 class WidgetThrottle(BaseThrottle):
     """Fixed-window rate limits per IP, per site key and (on writes) per conversation, counted in Redis by one
     script call (INCR, EXPIRE on the window's first hit, PTTL per key). DRF's ``SimpleRateThrottle`` keeps every
@@ -213,7 +246,7 @@ class WidgetThrottle(BaseThrottle):
                 ident = f"{auth.site_key.key}:{auth.conversation.pk}"
             else:
                 continue
-            limit, seconds = SimpleRateThrottle.parse_rate(None, getattr(settings, self.SETTINGS[scope]))
+            limit, seconds = _parse_rate(getattr(settings, self.SETTINGS[scope]))
             window = int(time.time() // seconds)
             out.append((f"sdrbot:widget:throttle:{scope}:{ident}:{window}", limit, seconds))
         return out
@@ -381,7 +414,7 @@ class ConversationsView(WidgetView):
 
     @extend_schema(operation_id="conversation_start", request=StartIn, responses={201: ConversationOut},
                    summary="Start a conversation (optionally with a first message)")
-    def post(self, request: Request) -> Response:
+    def post(self, request: WidgetRequest) -> Response:
         data = StartIn(data=request.data)
         data.is_valid(raise_exception=True)
         site_key = request.auth.site_key
@@ -395,7 +428,7 @@ class ConversationsView(WidgetView):
 
     @extend_schema(operation_id="conversations_list", responses={200: ConversationSummaryOut(many=True)},
                    summary="Earlier conversations of the verified customer (needs X-Identity-Token)")
-    def get(self, request: Request) -> Response:
+    def get(self, request: WidgetRequest) -> Response:
         site_key = request.auth.site_key
         identity = identity_of(request, site_key, required=True)
         rows = selectors.conversations_of(site_key=site_key, subject=identity.subject)
@@ -407,7 +440,7 @@ class ResumeView(WidgetView):
 
     @extend_schema(operation_id="conversation_resume", request=None, responses={200: ConversationOut},
                    summary="A new token for an earlier conversation of the verified customer")
-    def post(self, request: Request, conversation_id: int) -> Response:
+    def post(self, request: WidgetRequest, conversation_id: int) -> Response:
         site_key = request.auth.site_key
         identity = identity_of(request, site_key, required=True)
         if conversation_id > 2**63 - 1:  # beyond bigint: no such row (and PostgreSQL would refuse the value)
@@ -433,7 +466,7 @@ class ConversationView(WidgetView):
 
     @extend_schema(operation_id="conversation_get", responses={200: ConversationOut},
                    summary="The conversation of the token: its messages and what the widget shows")
-    def get(self, request: Request) -> Response:
+    def get(self, request: ConversationRequest) -> Response:
         return Response(conversation_payload(request.auth.conversation))
 
 
@@ -445,7 +478,7 @@ class MessagesView(WidgetView):
 
     @extend_schema(operation_id="messages_post", request=MessageIn, responses={201: ConversationOut},
                    summary="Post the customer's message")
-    def post(self, request: Request) -> Response:
+    def post(self, request: ConversationRequest) -> Response:
         data = MessageIn(data=request.data)
         data.is_valid(raise_exception=True)
         conversation = request.auth.conversation
@@ -454,8 +487,9 @@ class MessagesView(WidgetView):
         if first:
             conversation = _reload(conversation.pk)  # the ticket was just created
         else:  # no extra query: the status message_receive left (reopened, maybe) is all that changed for the widget
-            conversation.ticket.status = message.ticket.status
-        message.rating = None
+            ticket = conversation.ticket
+            assert ticket is not None  # ticket_id was set, so the descriptor gives the ticket or raises
+            ticket.status = message.ticket.status
         return Response(conversation_payload(conversation, after=message.turn_index - 1, messages=[message]),
                         status=status.HTTP_201_CREATED)
 
@@ -467,7 +501,7 @@ class MessagesView(WidgetView):
                              "(at most WIDGET_LONGPOLL_MAX_SECONDS) for something new"),
         ],
         summary="Messages after a cursor; with `wait`, a long poll (the fallback of the event stream)")
-    def get(self, request: Request) -> Response:
+    def get(self, request: ConversationRequest) -> Response:
         after = _int_param(request, "after", -1, low=-1)
         wait = _float_param(request, "wait", 0.0)
         conversation = request.auth.conversation
@@ -523,7 +557,7 @@ class RatingView(WidgetView):
                    responses={200: inline_serializer("RatingOut", {"message_id": serializers.IntegerField(),
                                                                    "rating": serializers.CharField()})},
                    summary="Thumbs up or down on a bot reply (changeable)")
-    def post(self, request: Request) -> Response:
+    def post(self, request: ConversationRequest) -> Response:
         data = RatingIn(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -541,7 +575,7 @@ class HandoffView(WidgetView):
 
     @extend_schema(operation_id="handoff", request=None, responses={200: ConversationOut},
                    summary="Talk to a person: the conversation goes to the team's queue")
-    def post(self, request: Request) -> Response:
+    def post(self, request: ConversationRequest) -> Response:
         services.widget_handoff(conversation_id=request.auth.conversation.pk)
         return Response(conversation_payload(_reload(request.auth.conversation.pk)))
 
@@ -553,7 +587,7 @@ class StreamTokenView(WidgetView):
                    responses={200: inline_serializer("StreamTokenOut", {
                        "stream_token": serializers.CharField(), "expires_in": serializers.IntegerField()})},
                    summary="A short-lived token for the event stream's URL (EventSource cannot send headers)")
-    def post(self, request: Request) -> Response:
+    def post(self, request: ConversationRequest) -> Response:
         token = signing.dumps({"c": request.auth.conversation.pk}, salt=STREAM_SALT, compress=False)
         return Response({"stream_token": token, "expires_in": settings.WIDGET_STREAM_TOKEN_SECONDS})
 

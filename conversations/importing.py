@@ -298,6 +298,7 @@ def read_jsonl(path: Path, problems: list[Problem]) -> Iterator[HistoricalTicket
         if err:
             problems.append(Problem(where, err))
             continue
+        assert isinstance(ext, str)  # _required has checked it
         subject, intent = _optional_str(obj, "subject"), _optional_str(obj, "intent")
         if subject is None or intent is None:
             problems.append(Problem(where, f"field {'subject' if subject is None else 'intent'!r} must be a string"))

@@ -92,12 +92,17 @@ def conversation_by_token(token: str) -> WidgetConversation | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    parts, start = [], 0
-    for model, columns in ((WidgetConversation, _CONVERSATION_COLUMNS), (SiteKey, _SITE_KEY_COLUMNS),
-                           (Ticket, _TICKET_COLUMNS), (Category, _CATEGORY_COLUMNS), (Category, _CATEGORY_COLUMNS)):
-        parts.append(instance_from_row(model, dict(zip(columns, row[start:start + len(columns)], strict=True))))
+    parts: list[dict[str, Any]] = []
+    start = 0
+    for columns in (_CONVERSATION_COLUMNS, _SITE_KEY_COLUMNS, _TICKET_COLUMNS, _CATEGORY_COLUMNS, _CATEGORY_COLUMNS):
+        parts.append(dict(zip(columns, row[start:start + len(columns)], strict=True)))
         start += len(columns)
-    conversation, site_key, ticket, ticket_category, category = parts
+    conversation = instance_from_row(WidgetConversation, parts[0])
+    site_key = instance_from_row(SiteKey, parts[1])
+    ticket = instance_from_row(Ticket, parts[2])
+    ticket_category = instance_from_row(Category, parts[3])
+    category = instance_from_row(Category, parts[4])
+    assert conversation is not None and site_key is not None  # inner joins: both ids are present
     conversation.site_key = site_key
     if ticket is not None:
         ticket.category = ticket_category
@@ -168,6 +173,7 @@ def stream_probe(conversation: WidgetConversation) -> tuple | None:
     """What the event stream polls: one primary-key read of one table, a tuple that changes whenever something the
     widget shows changes (every service bumps the ticket's ``updated_at``; before the first message, the
     conversation row itself), or None when the conversation or its ticket is gone."""
+    row: tuple | None
     if conversation.ticket_id is not None:
         row = Ticket.objects.filter(pk=conversation.ticket_id).values_list("pk", "updated_at", "status").first()
     else:

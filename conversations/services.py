@@ -131,6 +131,7 @@ def _follow_up_receive(*, ticket_id: int, body: str, external_id: str, sent_at: 
     message = instance_from_row(Message, {
         "id": message_id, "ticket_id": ticket_id, "role": Message.Role.CUSTOMER, "body": body, "turn_index": turn,
         "author_user_id": None, "external_id": external_id, "origin": "", "sent_at": sent_at}, from_database=False)
+    assert ticket is not None and message is not None  # both ids come from the statements above, never NULL
     message.ticket = ticket
     if last_turn is not None:
         signals_record(message=message, previous_status=previous_status)

@@ -162,7 +162,7 @@ def embed_cached(texts: Sequence[str]) -> np.ndarray:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-            np.savez(tmp, **cache)
+            np.savez(tmp, allow_pickle=True, **cache)  # numpy's default, spelled out: else mypy checks **cache's arrays against it
             tmp.replace(path)
         except OSError:
             pass

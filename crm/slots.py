@@ -145,8 +145,7 @@ def extract(text: str, *, asked: str = "") -> Extraction:
     40", "next quarter", "Acme") fills it."""
     out = Extraction()
     text = text or ""
-    if _INSTRUCTION.search(text):
-        m = _INSTRUCTION.search(text)
+    if m := _INSTRUCTION.search(text):
         out.flags.append({"flag": "instruction_ignored", "quote": _sentence_around(text, m.start(), m.end())})
         # an instruction carries no facts we would trust: nothing else is read from its sentence
         text = text[:m.start()] + " " * (m.end() - m.start()) + text[m.end():]
@@ -178,8 +177,7 @@ def extract(text: str, *, asked: str = "") -> Extraction:
             n = int(_number(m2.group(1)))
             out.slots.append(Extracted("team_size", str(n), {"count": n}, _sentence_around(text_wo_email, m2.start(), m2.end())))
 
-    if _NO_BUDGET.search(text_wo_email):
-        m = _NO_BUDGET.search(text_wo_email)
+    if m := _NO_BUDGET.search(text_wo_email):
         out.slots.append(Extracted("budget", "none yet", {"amount": 0, "currency": ""}, _sentence_around(text_wo_email, m.start(), m.end())))
     else:
         for m in _MONEY.finditer(text_wo_email):
@@ -214,12 +212,12 @@ def extract(text: str, *, asked: str = "") -> Extraction:
         out.slots.append(timeline)
 
     role = None
-    for pattern, authority in _ROLES:
+    for pattern, role_level in _ROLES:
         for m in pattern.finditer(text_wo_email):
             before = text_wo_email[max(0, m.start() - 25):m.start()]
             if _ROLE_CONTEXT.search(before) or asked in ("role", "authority"):
                 title = m.group(0).strip()
-                role = (title, authority, _sentence_around(text_wo_email, m.start(), m.end()))
+                role = (title, role_level, _sentence_around(text_wo_email, m.start(), m.end()))
                 break
         if role:
             break
@@ -252,20 +250,22 @@ def extract(text: str, *, asked: str = "") -> Extraction:
             out.slots.append(Extracted("name", m2.group(1), {}, text_wo_email.strip()))
 
     company = None
+    person = out.get("name")
     for m in _COMPANY.finditer(text_wo_email):
         name = re.split(r"[.,;!?]\s", m.group(1) + " ")[0].strip(" .,")
         words = [w for w in name.split() if w not in _COMPANY_STOP]
-        if words and words[0] not in _COMPANY_STOP and not (out.get("name") and name == out.get("name").value):
+        if words and words[0] not in _COMPANY_STOP and not (person and name == person.value):
             company = Extracted("company", " ".join(words)[:200], {}, _sentence_around(text_wo_email, m.start(), m.end()))
             break
     if company is None and asked == "company":
         m2 = re.fullmatch(r"\s*(?:(?i:it'?s|we'?re|we are)\s+)?([A-Za-z0-9][A-Za-z0-9&.\- ]{1,60}?)\s*[.!]?\s*", text_wo_email)
         if m2 and not out.refused:
             company = Extracted("company", m2.group(1).strip(), {}, text_wo_email.strip())
-    if company is None and out.get("email"):
-        domain = out.get("email").normalized["domain"]
+    email_slot = out.get("email")
+    if company is None and email_slot:
+        domain = email_slot.normalized["domain"]
         if domain not in FREE_MAIL:
-            company = Extracted("company", domain.split(".")[0].title(), {"from_email_domain": domain}, out.get("email").quote)
+            company = Extracted("company", domain.split(".")[0].title(), {"from_email_domain": domain}, email_slot.quote)
     if company:
         out.slots.append(company)
 

@@ -7,7 +7,7 @@ import json
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -15,12 +15,12 @@ from django.views.decorators.vary import vary_on_headers
 from crm import outbox, scoring, selectors, services
 from crm.models import CrmSettings, Lead
 from drafts.views import admin_required
-from sdrbot.access import is_admin, staff_required
+from sdrbot.access import AgentRequest, is_admin, staff_required
 
 
 @staff_required
 @require_GET
-def leads(request: HttpRequest) -> HttpResponse:
+def leads(request: AgentRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     if status not in Lead.Status.values:
         status = ""
@@ -32,7 +32,7 @@ def leads(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_GET
 @vary_on_headers("HX-Request")
-def lead_detail(request: HttpRequest, lead_id: int) -> HttpResponse:
+def lead_detail(request: AgentRequest, lead_id: int) -> HttpResponse:
     """The lead page; an HTMX request with ``fragment=writes`` gets only the CRM delivery table (it refreshes every
     5 s while a write is pending)."""
     lead = selectors.lead_for_console(lead_id=lead_id, user=request.user)
@@ -45,13 +45,13 @@ def lead_detail(request: HttpRequest, lead_id: int) -> HttpResponse:
 
 @admin_required
 @require_GET
-def dead_writes(request: HttpRequest) -> HttpResponse:
+def dead_writes(request: AgentRequest) -> HttpResponse:
     return render(request, "crm/outbox.html", {"writes": selectors.dead_writes()})
 
 
 @admin_required
 @require_POST
-def redeliver(request: HttpRequest, write_id: int) -> HttpResponse:
+def redeliver(request: AgentRequest, write_id: int) -> HttpResponse:
     from crm.models import OutboxWrite
 
     row = OutboxWrite.objects.filter(pk=write_id).first()
@@ -69,7 +69,7 @@ def redeliver(request: HttpRequest, write_id: int) -> HttpResponse:
 
 @admin_required
 @require_http_methods(["GET", "POST"])
-def sales_settings(request: HttpRequest) -> HttpResponse:
+def sales_settings(request: AgentRequest) -> HttpResponse:
     config = outbox.crm_settings()
     form = {"booking_link": config.booking_link, "self_serve_link": config.self_serve_link, "adapter": config.adapter,
             "endpoint_url": config.endpoint_url,

@@ -35,7 +35,7 @@ class PromptVersion(models.Model):
 
     @property
     def label(self) -> str:
-        return f"{self.name}@v{self.version}" + (f"/{self.category.slug}" if self.category_id else "")
+        return f"{self.name}@v{self.version}" + (f"/{self.category.slug}" if self.category is not None else "")
 
 
 class Draft(models.Model):

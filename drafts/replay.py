@@ -62,17 +62,18 @@ def cases_from_db(*, split: str = "test", category: str | None = None, limit: in
         tickets = tickets.filter(category__slug=category)
     if limit:
         tickets = tickets[:limit]
-    tickets = list(tickets)
+    ticket_rows = list(tickets)
     msgs: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for tid, role, body in (Message.objects.filter(ticket__in=tickets).order_by("ticket_id", "turn_index")
+    for tid, role, body in (Message.objects.filter(ticket__in=ticket_rows).order_by("ticket_id", "turn_index")
                             .values_list("ticket_id", "role", "body")):
         msgs[tid].append((role, body))
     cases = []
-    for t in tickets:
+    for t in ticket_rows:
         turns = msgs[t.pk]
         first_agent = next((i for i, (role, _) in enumerate(turns) if role == Message.Role.AGENT), None)
         if not first_agent:
             continue
+        assert t.category is not None  # filtered on category__isnull=False
         cases.append(ReplayCase(t.external_id or str(t.pk), t.category.slug,
                                 [b for r, b in turns[:first_agent] if r == Message.Role.CUSTOMER], turns[first_agent][1]))
     return cases
@@ -140,7 +141,7 @@ def _exclusions(cases: Sequence[ReplayCase]) -> dict[str, list[int]]:
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     lat = [r["ms"] for r in rows]
     grounded = [r["grounding"] for r in rows if r["grounding"] is not None]
-    s = {
+    s: dict[str, Any] = {
         "n": len(rows),
         "edit_similarity": round(float(np.mean([r["sim"] for r in rows])), 4),
         "token_f1": round(float(np.mean([r["f1"] for r in rows])), 4),

@@ -46,7 +46,7 @@ DEFAULTS: dict[str, float] = {
 CRITICAL_MONITORS = ("risky_promise", "foreign_personal_data", "toxic")
 REOPEN_WINDOW_DAYS = 7
 WILSON_Z = 1.96  # 95 %
-PHASES = [Category.Phase.OFFLINE, Category.Phase.INTERNAL, Category.Phase.CUSTOMER_FACING]
+PHASES: list[str] = [Category.Phase.OFFLINE, Category.Phase.INTERNAL, Category.Phase.CUSTOMER_FACING]
 _HUMAN_REQUEST = re.compile(
     r"\b(human|real person|a person|someone real|(?:an? )?agent|representative|operator|talk to (?:a )?(?:person|someone))\b",
     re.IGNORECASE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -114,9 +115,10 @@ def _after_cursor(base: QuerySet[Ticket], cursor: str, page_size: int) -> QueryS
     return Ticket.objects.filter(pk__in=ids)
 
 
-def _counts(filters: InboxFilters, user) -> tuple[dict[str, int], list[dict[str, Any]]]:
+def _counts(filters: InboxFilters, user) -> tuple[dict[str, int], Sequence[Mapping[str, Any]]]:
     """Counts per status (ignoring the status filter) and per category (ignoring the category filter), so they guide
     filtering. Without a category filter one ``GROUP BY status, category`` gives both; with one, two indexed counts."""
+    by_status: dict[str, int]
     if filters.category:
         by_status = dict(_filtered(replace(filters, status="all"), user)
                          .values_list("status").annotate(n=Count("pk")).order_by())
@@ -127,18 +129,20 @@ def _counts(filters: InboxFilters, user) -> tuple[dict[str, int], list[dict[str,
     grouped = list(_filtered(replace(filters, status="all"), user)
                    .values_list("status", "category_id").annotate(n=Count("pk")).order_by())
     wanted = set(OPEN_STATUSES) if filters.status == "open" else None if filters.status == "all" else {filters.status}
-    by_status: dict[str, int] = {}
+    by_status = {}
     per_category: dict[int | None, int] = defaultdict(int)
     for status, category_id, n in grouped:
         by_status[status] = by_status.get(status, 0) + n
         if wanted is None or status in wanted:
             per_category[category_id] += n
-    names = {pk: (slug, name) for pk, slug, name in
-             Category.objects.filter(pk__in=[c for c in per_category if c]).values_list("pk", "slug", "name")}
-    by_category = sorted(({"category__slug": names.get(c, (None, None))[0], "category__name": names.get(c, (None, None))[1], "n": n}
-                          for c, n in per_category.items()),
-                         key=lambda d: (-d["n"], d["category__name"] is None, d["category__name"] or ""))[:40]
-    return by_status, by_category
+    names: dict[int | None, tuple[str | None, str | None]] = {
+        pk: (slug, name) for pk, slug, name in
+        Category.objects.filter(pk__in=[c for c in per_category if c]).values_list("pk", "slug", "name")}
+    rows: list[dict[str, Any]] = [
+        {"category__slug": names.get(c, (None, None))[0], "category__name": names.get(c, (None, None))[1], "n": n}
+        for c, n in per_category.items()]
+    rows.sort(key=lambda d: (-d["n"], d["category__name"] is None, d["category__name"] or ""))
+    return by_status, rows[:40]
 
 
 def inbox_page(filters: InboxFilters, user, cursor: str = "", page_size: int = PAGE_SIZE,

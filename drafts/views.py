@@ -18,7 +18,7 @@ from conversations import services as conv
 from conversations.models import Category
 from drafts import selectors, services
 from drafts.models import Draft, Feedback
-from sdrbot.access import is_admin, staff_required
+from sdrbot.access import AgentRequest, is_admin, staff_required
 
 
 class ConsoleLoginView(LoginView):
@@ -42,7 +42,7 @@ def _query_without(request: HttpRequest, *names: str) -> str:
 @staff_required
 @require_GET
 @vary_on_headers("HX-Request")
-def inbox(request: HttpRequest) -> HttpResponse:
+def inbox(request: AgentRequest) -> HttpResponse:
     filters = selectors.InboxFilters.from_query(request.GET)
     rows_only = bool(request.htmx) and request.GET.get("fragment") == "rows"  # the 10 s poll: no counts, no facets
     page = selectors.inbox_page(filters, request.user, cursor=request.GET.get("cursor", ""), with_counts=not rows_only)
@@ -57,7 +57,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 # ---------------------------------------------------------------------------------------------------------- ticket
 
 
-def _ticket_context(request: HttpRequest, ticket, **extra):
+def _ticket_context(request: AgentRequest, ticket, **extra):
     ctx = selectors.ticket_page(ticket, request.user)
     ctx.update(send_token=uuid.uuid4().hex, is_admin=is_admin(request.user), **extra)
     return ctx
@@ -66,7 +66,7 @@ def _ticket_context(request: HttpRequest, ticket, **extra):
 @staff_required
 @require_GET
 @vary_on_headers("HX-Request")
-def ticket_detail(request: HttpRequest, ticket_id: int) -> HttpResponse:
+def ticket_detail(request: AgentRequest, ticket_id: int) -> HttpResponse:
     ticket = selectors.ticket_for_console(ticket_id=ticket_id, user=request.user)
     ctx = _ticket_context(request, ticket)
     if request.htmx and request.GET.get("fragment") == "draft":
@@ -74,7 +74,7 @@ def ticket_detail(request: HttpRequest, ticket_id: int) -> HttpResponse:
     return render(request, "console/ticket.html", ctx)
 
 
-def _panel(request: HttpRequest, ticket, status: int = 200, **extra) -> HttpResponse:
+def _panel(request: AgentRequest, ticket, status: int = 200, **extra) -> HttpResponse:
     """A refused action: HTMX gets the draft panel (retargeted onto itself) with the message and the agent's text;
     a plain form post gets the whole page."""
     ticket.refresh_from_db()
@@ -87,7 +87,7 @@ def _panel(request: HttpRequest, ticket, status: int = 200, **extra) -> HttpResp
     return response
 
 
-def _after_write(request: HttpRequest, ticket, **extra) -> HttpResponse:
+def _after_write(request: AgentRequest, ticket, **extra) -> HttpResponse:
     """HTMX: re-render the whole ticket body (thread + panel); otherwise redirect (POST/redirect/GET)."""
     if request.htmx:
         ticket.refresh_from_db()
@@ -104,7 +104,7 @@ def _version(request: HttpRequest) -> int | None:
 
 @staff_required
 @require_POST
-def ticket_send(request: HttpRequest, ticket_id: int) -> HttpResponse:
+def ticket_send(request: AgentRequest, ticket_id: int) -> HttpResponse:
     """Send the reply in the editor: from the draft when there is one (edit metrics recorded), else as a reply
     written without a draft. A stale version (another agent answered) is refused with 409 and what was sent; the
     agent's text stays in the editor."""
@@ -128,7 +128,7 @@ def ticket_send(request: HttpRequest, ticket_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def draft_action(request: HttpRequest, ticket_id: int, action: str) -> HttpResponse:
+def draft_action(request: AgentRequest, ticket_id: int, action: str) -> HttpResponse:
     ticket = selectors.ticket_for_console(ticket_id=ticket_id, user=request.user)
     draft = Draft.objects.filter(pk=request.POST.get("draft_id") or 0, ticket=ticket).first()
     if draft is None:
@@ -147,7 +147,7 @@ def draft_action(request: HttpRequest, ticket_id: int, action: str) -> HttpRespo
 
 @staff_required
 @require_POST
-def ticket_feedback(request: HttpRequest, ticket_id: int) -> HttpResponse:
+def ticket_feedback(request: AgentRequest, ticket_id: int) -> HttpResponse:
     ticket = selectors.ticket_for_console(ticket_id=ticket_id, user=request.user)
     draft = Draft.objects.filter(pk=request.POST.get("draft_id") or 0, ticket=ticket).first()
     rating = request.POST.get("rating")
@@ -167,7 +167,7 @@ def ticket_feedback(request: HttpRequest, ticket_id: int) -> HttpResponse:
 
 @staff_required
 @require_POST
-def ticket_action(request: HttpRequest, ticket_id: int, action: str) -> HttpResponse:
+def ticket_action(request: AgentRequest, ticket_id: int, action: str) -> HttpResponse:
     ticket = selectors.ticket_for_console(ticket_id=ticket_id, user=request.user)
     try:
         if action == "assign":
@@ -199,7 +199,7 @@ def ticket_action(request: HttpRequest, ticket_id: int, action: str) -> HttpResp
 
 @staff_required
 @require_GET
-def reply_diff(request: HttpRequest, message_id: int) -> HttpResponse:
+def reply_diff(request: AgentRequest, message_id: int) -> HttpResponse:
     message = selectors.sent_reply_for_console(message_id=message_id, user=request.user)
     draft = getattr(message, "from_draft", None)
     return render(request, "console/diff.html", {"message": message, "draft": draft, "ticket": message.ticket})
@@ -207,13 +207,13 @@ def reply_diff(request: HttpRequest, message_id: int) -> HttpResponse:
 
 @staff_required
 @require_GET
-def datasets(request: HttpRequest) -> HttpResponse:
+def datasets(request: AgentRequest) -> HttpResponse:
     return render(request, "console/datasets.html", {"datasets": selectors.datasets_by_category()})
 
 
 @staff_required
 @require_GET
-def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
+def dataset_detail(request: AgentRequest, dataset_id: int) -> HttpResponse:
     from drafts.models import Dataset
 
     try:
@@ -245,7 +245,7 @@ def admin_required(view):
 
 @admin_required
 @require_GET
-def rollout_dashboard(request: HttpRequest) -> HttpResponse:
+def rollout_dashboard(request: AgentRequest) -> HttpResponse:
     from drafts import rollout
 
     return render(request, "console/rollout.html", {
@@ -254,7 +254,7 @@ def rollout_dashboard(request: HttpRequest) -> HttpResponse:
 
 @admin_required
 @require_POST
-def rollout_phase(request: HttpRequest, category_id: int) -> HttpResponse:
+def rollout_phase(request: AgentRequest, category_id: int) -> HttpResponse:
     """Promote or demote one category (drafts.rollout.category_phase_set); a closed gate answers 409 with why."""
     from django.contrib import messages
 
@@ -279,7 +279,7 @@ def rollout_phase(request: HttpRequest, category_id: int) -> HttpResponse:
 
 @admin_required
 @require_GET
-def rollout_history(request: HttpRequest, category_id: int) -> HttpResponse:
+def rollout_history(request: AgentRequest, category_id: int) -> HttpResponse:
     from drafts.models import PhaseChange
 
     category = Category.objects.filter(pk=category_id).first()
@@ -291,5 +291,5 @@ def rollout_history(request: HttpRequest, category_id: int) -> HttpResponse:
 
 @staff_required
 @require_GET
-def flagged(request: HttpRequest) -> HttpResponse:
+def flagged(request: AgentRequest) -> HttpResponse:
     return render(request, "console/flagged.html", {"drafts": selectors.flagged_drafts()})

@@ -1,8 +1,20 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.contrib import admin
 from django.db.models import Count
 from django.utils import timezone
 
 from knowledge.models import Chunk, Document, DocumentVersion, IngestRun, KnowledgeSource
+
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from django_stubs_ext import WithAnnotations
+
+    class _DocumentCount(TypedDict):  # what KnowledgeSourceAdmin.get_queryset annotates
+        n_docs: int
 
 
 @admin.register(KnowledgeSource)
@@ -14,7 +26,7 @@ class KnowledgeSourceAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(n_docs=Count("documents"))
 
     @admin.display(description="documents", ordering="n_docs")
-    def document_count(self, obj: KnowledgeSource) -> int:
+    def document_count(self, obj: WithAnnotations[KnowledgeSource, _DocumentCount]) -> int:
         return obj.n_docs
 
     @admin.display(boolean=True, description="refresh due")

@@ -75,9 +75,10 @@ def parse_markdown(text: str, *, plain_headings: bool = True) -> list[Block]:
     i = 0
     while i < len(lines):
         line = lines[i]
-        if _FENCE.match(line):
-            flush_para(), flush_items()
-            fence = _FENCE.match(line).group(1)  # type: ignore[union-attr]
+        if fm := _FENCE.match(line):
+            flush_para()
+            flush_items()
+            fence = fm.group(1)
             code = [line]
             i += 1
             while i < len(lines) and not lines[i].strip().startswith(fence):
@@ -87,21 +88,24 @@ def parse_markdown(text: str, *, plain_headings: bool = True) -> list[Block]:
                 code.append(lines[i])
             blocks.append(Block("code", "\n".join(code)))
         elif m := _MD_HEADING.match(line):
-            flush_para(), flush_items()
+            flush_para()
+            flush_items()
             if m.group(2):
                 blocks.append(Block("heading", m.group(2), len(m.group(1))))
         elif _LIST_ITEM.match(line):
             flush_para()
             items.append(re.sub(r"\s+", " ", line.strip()))
         elif not line.strip():
-            flush_para(), flush_items()
+            flush_para()
+            flush_items()
         elif items and line.startswith((" ", "\t")):
             items[-1] += " " + line.strip()  # continuation of a list item
         else:
             flush_items()
             para.append(line)
         i += 1
-    flush_para(), flush_items()
+    flush_para()
+    flush_items()
     blocks = [b for b in blocks if b.text.strip()]
     if blocks and all(b.kind == "heading" for b in blocks):
         # a text that is only short lines (a one-line question, a title) is content, not structure

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from knowledge import selectors
-from sdrbot.access import staff_required
+from sdrbot.access import AgentRequest, staff_required
 
 
 @staff_required
 @require_GET
 @vary_on_headers("HX-Request")
-def search_page(request: HttpRequest) -> HttpResponse:
+def search_page(request: AgentRequest) -> HttpResponse:
     """Try retrieval as the pipeline sees it: a query, a mode and k; every hit with its scores and ranks.
     An HTMX request gets only the results fragment."""
     q = request.GET.get("q", "").strip()[:1000]

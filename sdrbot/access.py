@@ -4,12 +4,31 @@ members of the "admin" group are also **admins** (configure). Customers (non-sta
 from __future__ import annotations
 
 from functools import wraps
+from typing import TYPE_CHECKING
 
 from django.http import HttpRequest
 from django.shortcuts import redirect
 from django.urls import reverse
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django_htmx.middleware import HtmxDetails
+
 ADMIN_GROUP = "admin"
+
+
+class HtmxHttpRequest(HttpRequest):
+    """The type of a request as django-htmx's middleware leaves it, with ``request.htmx`` (the typing django-htmx
+    documents); for annotations only."""
+
+    htmx: HtmxDetails
+
+
+class AgentRequest(HtmxHttpRequest):
+    """The type of a request in a view behind :func:`staff_required`: ``user`` is a logged-in, active staff
+    ``User``, never ``AnonymousUser``; for annotations only."""
+
+    user: User
 
 
 def is_agent(user) -> bool:

@@ -44,6 +44,7 @@ from django.utils import timezone
 from langfuse import Langfuse, LangfuseGeneration, LangfuseSpan, propagate_attributes
 from langfuse._client.resource_manager import LangfuseResourceManager
 from langfuse._version import __version__ as langfuse_version
+from langfuse.api import ScoreDataType
 from langfuse.api.core.api_error import ApiError
 from langfuse.api.scores.types.create_score_batch_results import CreateScoreBatchResults
 from langfuse.api.scores.types.create_score_request import CreateScoreRequest
@@ -399,9 +400,9 @@ def close_client() -> None:
 def _score_request(trace: Trace, score: Score, environment: str | None) -> CreateScoreRequest | None:
     if score.value is not None:
         value: float | str = float(score.value)
-        data_type = "NUMERIC"
+        data_type = ScoreDataType.NUMERIC
     elif score.string_value:
-        value, data_type = score.string_value, "CATEGORICAL"
+        value, data_type = score.string_value, ScoreDataType.CATEGORICAL
     else:
         logger.warning("score %s of trace %s has no value; not exported", score.pk, trace.id)
         return None

@@ -4,10 +4,11 @@ Side effects never use this: they retry only through their idempotency key."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 from django.conf import settings
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (AttemptManager, RetryCallState, Retrying, retry_if_exception, stop_after_attempt,
+                      wait_random_exponential)
 
 
 def transient_llm_error(exc: BaseException) -> bool:
@@ -26,7 +27,7 @@ def transient_db_error(exc: BaseException) -> bool:
 
 
 def attempts(predicate, *, max_attempts: int | None = None, base_s: float | None = None,
-             cap_s: float | None = None) -> Iterator:
+             cap_s: float | None = None) -> Iterable[AttemptManager]:
     """``for attempt in attempts(transient_llm_error): with attempt: ...`` — re-runs the block on a transient
     error, up to ``max_attempts`` (default ``RETRY_MAX_ATTEMPTS``), then re-raises the last error.
     ``attempt.retry_state.attempt_number`` is 1-based."""

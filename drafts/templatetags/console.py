@@ -12,7 +12,8 @@ def get_item(mapping, key):
 @register.simple_tag
 def sparkline(values, width: int = 160, height: int = 36):
     """A server-side SVG line chart of a series (None values are gaps), scaled to its own range; no JavaScript."""
-    from django.utils.html import format_html, mark_safe
+    from django.utils.html import format_html
+    from django.utils.safestring import mark_safe
 
     pts = [(i, float(v)) for i, v in enumerate(values or []) if v is not None]
     if not pts:

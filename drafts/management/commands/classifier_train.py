@@ -17,7 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts) -> None:
-        first = {}
+        first: dict[int, str] = {}
         for tid, body in (Message.objects.filter(role=Message.Role.CUSTOMER, ticket__split=Ticket.Split.TRAIN)
                           .order_by("ticket_id", "turn_index").values_list("ticket_id", "body")):
             first.setdefault(tid, body)

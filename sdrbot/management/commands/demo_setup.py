@@ -154,7 +154,7 @@ class Command(BaseCommand):
             return
         first_messages = (Message.objects.filter(ticket__split=Ticket.Split.TEST, role=Message.Role.CUSTOMER,
                                                  turn_index=0).select_related("ticket__category").order_by("ticket_id"))
-        by_category: dict[int, Message] = {}
+        by_category: dict[int | None, Message] = {}
         for m in first_messages:
             by_category.setdefault(m.ticket.category_id, m)
             if len(by_category) >= LIVE_TICKETS:
