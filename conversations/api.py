@@ -393,7 +393,7 @@ def _reload(conversation_id: int) -> WidgetConversation:
 # ---------------------------------------------------------------------------------------------------- views
 
 
-class _Refusals:
+class _Refusals(APIView):
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
         if isinstance(exc, Unauthorized):

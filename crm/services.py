@@ -182,19 +182,19 @@ def qualification_run(*, ticket, message, outcome, recorder):
     with recorder.span("reply", "generate") as s:
         if "reply" in done:
             s.metadata["resumed"] = True
-            r = done["reply"]["reply"]
+            reply = done["reply"]["reply"]
         else:
-            r = _reply(lead, st, decision, outcome, config, cur)
-            _checkpoint(thread_id, turn, "reply", _state(lead, turn, cur, reply=r))
-        s.output = r
-    if r is None:
+            reply = _reply(lead, st, decision, outcome, config, cur)
+            _checkpoint(thread_id, turn, "reply", _state(lead, turn, cur, reply=reply))
+        s.output = reply
+    if reply is None:
         return outcome
-    flags = list(dict.fromkeys([*outcome.flags, *r["flags"]]))
+    flags = list(dict.fromkeys([*outcome.flags, *reply["flags"]]))
     # instructions inside the message keep the draft for a human, as the support pipeline decided
-    needs_human = r["needs_human"] or "prompt_injection" in outcome.flags
-    return dataclasses.replace(outcome, body=r["body"], strategy=r["strategy"], confidence=r["confidence"],
-                               needs_human=needs_human, abstain_reason=r["abstain_reason"], flags=flags,
-                               citations=outcome.citations if r["keeps_answer"] else [],
+    needs_human = reply["needs_human"] or "prompt_injection" in outcome.flags
+    return dataclasses.replace(outcome, body=reply["body"], strategy=reply["strategy"], confidence=reply["confidence"],
+                               needs_human=needs_human, abstain_reason=reply["abstain_reason"], flags=flags,
+                               citations=outcome.citations if reply["keeps_answer"] else [],
                                latency_ms=recorder.step_latency_ms())
 
 

@@ -66,7 +66,7 @@ class _AnyOf(Func):
     output_field = BooleanField()
     arity = 2
 
-    def as_sql(self, compiler, connection, **extra):
+    def as_sql(self, compiler, connection, function=None, template=None, arg_joiner=None, **extra_context):
         lhs, lhs_params = compiler.compile(self.source_expressions[0])
         rhs, rhs_params = compiler.compile(self.source_expressions[1])
         return f"{lhs} = ANY({rhs})", (*lhs_params, *rhs_params)
