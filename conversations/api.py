@@ -14,6 +14,7 @@ Every write goes through conversations.services (the same services as the consol
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -506,20 +507,29 @@ class MessagesView(WidgetView):
         wait = _float_param(request, "wait", 0.0)
         conversation = request.auth.conversation
         wait = min(max(wait, 0.0), settings.WIDGET_LONGPOLL_MAX_SECONDS)
-        start_probe = selectors.stream_probe(conversation)
+        from conversations.live import conversation_key, ticket_key
+        from conversations.live import hub as live_hub
+
         deadline = time.monotonic() + wait
-        while True:
-            messages = selectors.widget_messages(conversation, after=after)
-            if messages or time.monotonic() >= deadline:
-                break
-            time.sleep(settings.WIDGET_STREAM_POLL_SECONDS)
-            probe = selectors.stream_probe(conversation)
-            if probe is None:
-                break
-            if probe != start_probe:
-                conversation = _reload(conversation.pk)
+        keys = [conversation_key(conversation.pk)]
+        if conversation.ticket_id is not None:
+            keys.append(ticket_key(conversation.ticket_id))
+        with live_hub.watch(*keys) if wait > 0 else contextlib.nullcontext() as watch:
+            start_probe = selectors.stream_probe(conversation)
+            while True:
                 messages = selectors.widget_messages(conversation, after=after)
-                break
+                remaining = deadline - time.monotonic()
+                if messages or remaining <= 0 or watch is None:
+                    break
+                # woken by a change (conversations.live), or polling every WIDGET_STREAM_POLL_SECONDS without it
+                watch.wait(remaining, fallback=settings.WIDGET_STREAM_POLL_SECONDS)
+                probe = selectors.stream_probe(conversation)
+                if probe is None:
+                    break
+                if probe != start_probe:
+                    conversation = _reload(conversation.pk)
+                    messages = selectors.widget_messages(conversation, after=after)
+                    break
         return Response(conversation_payload(conversation, after=after, messages=messages))
 
 
@@ -640,43 +650,60 @@ class StreamView(_Refusals, APIView):
 
 
 def _events(conversation: WidgetConversation, after: int) -> Iterator[bytes]:
+    """The stream's events. It reads the database only when conversations.live says its ticket or conversation
+    changed (and gives its database connection back while it waits), or every ``WIDGET_STREAM_POLL_SECONDS`` while
+    the listener is down; a keepalive comment every ``KEEPALIVE_SECONDS`` notices a closed connection."""
+    from django.db import connection
+
+    from conversations.live import conversation_key, ticket_key
+    from conversations.live import hub as live_hub
+
     yield b"retry: 2000\n\n"
     last_state = None
     probe = None
     deadline = time.monotonic() + settings.WIDGET_STREAM_SECONDS
     last_sent = time.monotonic()
-    while True:
-        current = selectors.stream_probe(conversation)
-        if current is None:
-            return
-        if conversation.ticket_id is None and current[0] is not None:
-            conversation = _reload(conversation.pk)  # the first message created the ticket: watch the ticket now
-            current = selectors.stream_probe(conversation)
-            if current is None:
+    with live_hub.watch(conversation_key(conversation.pk)) as watch:
+        changed = True
+        while True:
+            if changed:
+                if conversation.ticket_id is not None:
+                    watch.add(ticket_key(conversation.ticket_id))  # before the read: no change can slip between
+                current = selectors.stream_probe(conversation)
+                if current is None:
+                    return
+                if conversation.ticket_id is None and current[0] is not None:
+                    conversation = _reload(conversation.pk)  # the first message created the ticket: watch it now
+                    assert conversation.ticket_id is not None  # the probe just read it
+                    watch.add(ticket_key(conversation.ticket_id))
+                    current = selectors.stream_probe(conversation)
+                    if current is None:
+                        return
+                if current != probe:
+                    probe = current
+                    conversation = _reload(conversation.pk)
+                    for m in selectors.widget_messages(conversation, after=after):
+                        after = m.turn_index
+                        yield _sse("message", message_dict(m), after)
+                        last_sent = time.monotonic()
+                    state = selectors.widget_state(conversation, timezone.now())
+                    key = _state_key(state)
+                    if key != last_state:
+                        last_state = key
+                        yield _sse("state", state)
+                        last_sent = time.monotonic()
+            now = time.monotonic()
+            if now >= deadline:
+                yield _sse("end", {"after": after})
                 return
-        if current != probe:
-            probe = current
-            conversation = _reload(conversation.pk)
-            for m in selectors.widget_messages(conversation, after=after):
-                after = m.turn_index
-                yield _sse("message", message_dict(m), after)
-                last_sent = time.monotonic()
-            state = selectors.widget_state(conversation, timezone.now())
-            key = _state_key(state)
-            if key != last_state:
-                last_state = key
-                yield _sse("state", state)
-                last_sent = time.monotonic()
-        now = time.monotonic()
-        if now >= deadline:
-            yield _sse("end", {"after": after})
-            return
-        if now - last_sent >= KEEPALIVE_SECONDS:
-            yield b": keepalive\n\n"
-            last_sent = now
-        else:
-            yield b"\n"  # an empty line is ignored by EventSource; writing it notices a closed connection at once
-        time.sleep(settings.WIDGET_STREAM_POLL_SECONDS)
+            if now - last_sent >= KEEPALIVE_SECONDS:
+                yield b": keepalive\n\n"
+                last_sent = now
+            if live_hub.listening.is_set() and not connection.in_atomic_block:
+                connection.close()  # an idle stream holds no database connection; the next read opens one
+            wait = min(KEEPALIVE_SECONDS - (now - last_sent), deadline - now)
+            changed = watch.wait(max(wait, 0.0), fallback=settings.WIDGET_STREAM_POLL_SECONDS) or \
+                not live_hub.listening.is_set()
 
 
 def _state_key(state: dict[str, Any]) -> tuple:

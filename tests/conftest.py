@@ -29,6 +29,16 @@ def database_url(d: dict) -> str:
     return f"postgres://{user}:{pw}@{host}:{d.get('PORT') or 5432}/{name}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def widget_listener_stopped(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """The widget's change listener (conversations.live) holds a connection to the test database once a stream has
+    waited on it; it is closed before the database is dropped."""
+    yield
+    from conversations.live import hub
+
+    hub.stop()
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subprocess.Popen]:
     """A real Celery worker (separate process) on the tests' broker and the test database."""

@@ -1,0 +1,95 @@
+"""Widget streams and long polls are woken by PostgreSQL NOTIFY (conversations.live): a change reaches an open
+stream at once although polling is set to 30 s, and only widget tickets and conversations notify."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import psycopg
+import pytest
+from django.db import connection
+
+from conversations.live import CHANNEL
+from conversations.models import Ticket
+from conversations.services import message_receive, site_key_create, widget_conversation_start, widget_message_post
+from tests.conversations.test_widget_api import ORIGIN, call, start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def site():
+    return site_key_create(name="shop", allowed_origins=[ORIGIN])
+
+
+def test_only_widget_tickets_and_conversations_notify(site) -> None:
+    params = connection.get_connection_params()
+    for k in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(k, None)
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {CHANNEL}")
+        email = message_receive(body="hello", channel="email", customer_email="c@example.com")
+        conversation, _token = widget_conversation_start(site_key=site)
+        m = widget_message_post(conversation=conversation, body="hi from the widget")
+        Ticket.objects.filter(pk=email.ticket_id).update(status="resolved")
+        got = {n.payload for n in listener.notifies(timeout=1.0)}
+    assert f"t:{m.ticket_id}" in got and f"c:{conversation.pk}" in got
+    assert f"t:{email.ticket_id}" not in got
+
+
+def test_stream_gets_a_new_message_at_once_without_polling(client, site, settings) -> None:
+    settings.WIDGET_STREAM_POLL_SECONDS = 30.0  # only a notification can deliver within the test's deadline
+    settings.WIDGET_STREAM_SECONDS = 20.0
+    data = start(client, site, body={"message": "first question"})
+    st = call(client, "POST", "conversation/stream-token", site, token=data["token"]).json()["stream_token"]
+    r = call(client, "GET", f"conversation/stream?stream_token={st}&after=0", None, HTTP_ACCEPT="text/event-stream")
+    events: list[tuple[float, str]] = []
+    seen_state = threading.Event()
+
+    def read() -> None:
+        try:
+            for chunk in r.streaming_content:
+                for block in chunk.decode().split("\n\n"):
+                    if block.startswith(("event:", "id:")):
+                        events.append((time.monotonic(), block))
+                        if "event: state" in block:
+                            seen_state.set()
+                        if "second question" in block:
+                            return
+        finally:
+            r.close()
+            connection.close()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert seen_state.wait(10)
+    time.sleep(0.3)  # the stream is waiting now
+    sent = time.monotonic()
+    post = call(client, "POST", "conversation/messages", site, token=data["token"], body={"body": "second question"})
+    assert post.status_code == 201
+    reader.join(10)
+    arrived = [t for t, block in events if "second question" in block]
+    assert arrived and arrived[0] - sent < 2.0, events
+    message = json.loads(next(b for _t, b in events if "second question" in b).split("data: ", 1)[1])
+    assert message["role"] == "customer" and message["cursor"] == 1
+
+
+def test_long_poll_returns_when_a_message_arrives(client, site, settings) -> None:
+    settings.WIDGET_STREAM_POLL_SECONDS = 30.0
+    data = start(client, site, body={"message": "hi"})
+    ticket = Ticket.objects.get(widget__pk=data["conversation_id"])
+
+    def later() -> None:
+        time.sleep(0.5)
+        try:
+            message_receive(body="a second line", channel="widget", ticket=Ticket(pk=ticket.pk))
+        finally:
+            connection.close()
+
+    threading.Thread(target=later, daemon=True).start()
+    t0 = time.monotonic()
+    r = call(client, "GET", "conversation/messages?after=0&wait=20", site, token=data["token"])
+    assert time.monotonic() - t0 < 3.0
+    assert [m["body"] for m in r.json()["messages"]] == ["a second line"]
