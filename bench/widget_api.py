@@ -24,6 +24,10 @@ tests are touched.
    request) and with ``DB_SERVER_SIDE_BINDING=false`` (client-side parameters, no prepared statements: what a
    deployment behind PgBouncer in transaction mode runs; the default prepares statements run 5 times, so
    PostgreSQL stops planning them).
+1e. ``--streams N`` (default 200): the same posting load while N idle event streams stay open on other
+   conversations (gunicorn threads raised to N/2 + 16 per worker). Printed: req/s and latencies, the PostgreSQL
+   backends connected to the bench database, and how many streams were still open at the end. An idle stream waits on
+   the process's NOTIFY listener (conversations/live.py) with no query and no database connection.
 2. Reply latency: a Celery worker (prefork, 2 processes) and gunicorn; a customer-facing category with auto-send and a
    small knowledge base (the offline responder answers from close resolved tickets). For each of ``--replies``
    conversations, one at a time: open the event stream (httpx), post the question, and time until the bot's message
@@ -274,6 +278,117 @@ def throughput(site, tokens: list[str], *, workers: int, threads: int, connectio
     return rows
 
 
+def postgres_backends() -> int:
+    """Client backends connected to the bench database now."""
+    import psycopg
+
+    from sdrbot import devservices
+
+    with psycopg.connect(devservices.postgres_url("postgres"), autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'",
+                           [_common.BENCH_DB]).fetchone()
+    return int(row[0]) if row else 0
+
+
+class IdleStreams:
+    """``n`` event streams held open (one asyncio loop in a thread, httpx) on conversations of their own, each
+    reconnecting after its ``end`` event as the widget does; ``open_now`` counts the connected ones."""
+
+    def __init__(self, base_url: str, site_key: str, tokens: list[str]) -> None:
+        self.base_url, self.site_key, self.tokens = base_url, site_key, tokens
+        self.open_now = 0
+        self.errors = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> IdleStreams:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while self.open_now < len(self.tokens) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+    def _run(self) -> None:
+        import asyncio
+
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        import asyncio
+
+        import httpx
+
+        limits = httpx.Limits(max_connections=len(self.tokens) + 10, max_keepalive_connections=len(self.tokens) + 10)
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=60, limits=limits) as client:
+            tasks = [asyncio.create_task(self._hold(client, t)) for t in self.tokens]
+            while not self.stop.is_set():
+                await asyncio.sleep(0.2)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _hold(self, client, token: str) -> None:
+        headers = {"X-Site-Key": self.site_key, "Origin": ORIGIN, "Authorization": f"Bearer {token}"}
+        while not self.stop.is_set():
+            try:
+                st = (await client.post("/api/widget/v1/conversation/stream-token", headers=headers)).json()["stream_token"]
+                async with client.stream("GET", "/api/widget/v1/conversation/stream", params={"stream_token": st},
+                                         headers={"Origin": ORIGIN}) as resp:
+                    self.open_now += 1
+                    try:
+                        async for _line in resp.aiter_lines():
+                            pass
+                    finally:
+                        self.open_now -= 1
+            except Exception as exc:  # noqa: BLE001 — counted (the first kinds printed); the stream reconnects
+                self.errors += 1
+                if self.errors <= 3:
+                    print(f"  stream error: {type(exc).__name__}: {str(exc)[:200]}")
+                if not self.stop.is_set():
+                    import asyncio
+
+                    await asyncio.sleep(1)
+
+
+def throughput_with_streams(site, tokens: list[str], stream_tokens: list[str], *, workers: int, connections: int,
+                            seconds: int) -> dict:
+    from django.db import connection
+
+    wrk = ensure_wrk()
+    threads = len(stream_tokens) // workers + 16
+    with tempfile.TemporaryDirectory() as tmp:
+        token_file, lua = os.path.join(tmp, "tokens.txt"), os.path.join(tmp, "post.lua")
+        Path(token_file).write_text("\n".join(tokens) + "\n")
+        Path(lua).write_text(LUA)
+        server = Gunicorn(workers, threads)
+        try:
+            with IdleStreams(server.url, site.key, stream_tokens) as streams:
+                opened = streams.open_now
+                backends_idle = postgres_backends()
+                run_wrk(wrk, server.url, site.key, token_file, lua, connections, 5)
+                cpu_before = server.cpu_seconds()
+                r = run_wrk(wrk, server.url, site.key, token_file, lua, connections, seconds)
+                r["gunicorn_cpu_s"] = server.cpu_seconds() - cpu_before
+                r["backends_during"] = postgres_backends()
+                r["streams_open_at_end"], r["stream_errors"] = streams.open_now, streams.errors
+                r["streams_opened"], r["backends_idle"], r["threads"] = opened, backends_idle, threads
+        finally:
+            server.stop()
+    connection.close()
+    purge_queue()
+    print(f"  {len(stream_tokens)} idle streams (open: {r['streams_opened']} before, {r['streams_open_at_end']} at the end; "
+          f"stream errors {r['stream_errors']}), gunicorn {workers}x{threads}, {connections} posting connections: "
+          f"{r['rps']:.0f} req/s, p50 {r['p50_us'] / 1000:.1f} ms, p95 {r['p95_us'] / 1000:.1f} ms, "
+          f"p99 {r['p99_us'] / 1000:.1f} ms, non-2xx {r['non2xx']}, errors {r['errors']}; gunicorn CPU "
+          f"{r['gunicorn_cpu_s'] / max(r['requests'], 1) * 1000:.1f} ms per request; PostgreSQL backends on the bench "
+          f"database: {r['backends_idle']} with the streams idle, {r['backends_during']} while posting")
+    return r
+
+
 def reply_latency(site, *, replies: int, workers: int, threads: int) -> dict:
     import httpx
 
@@ -347,6 +462,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (gthread)")
     ap.add_argument("--replies", type=int, default=40)
+    ap.add_argument("--streams", type=int, default=200, help="idle event streams held open in phase 1e (0: skip)")
     ap.add_argument("--variants", action=argparse.BooleanOptionalAction, default=True,
                     help="also measure posting with DB_CONN_HEALTH_CHECKS=false and with DB_SERVER_SIDE_BINDING=false "
                          "(no prepared statements)")
@@ -358,8 +474,10 @@ def main() -> None:
     info = _common.print_machine_info()
     print(f"  load average at start       {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     _common.print_header(f"Data: {_common.BENCH_DB}")
-    site, tokens = prepare(args.conversations)
-    print(f"  site key, customer-facing category 'account', {len(tokens)} conversations with a ticket")
+    site, all_tokens = prepare(args.conversations + args.streams)
+    tokens, stream_tokens = all_tokens[:args.conversations], all_tokens[args.conversations:]
+    print(f"  site key, customer-facing category 'account', {len(all_tokens)} conversations with a ticket "
+          f"({len(stream_tokens)} of them for idle streams)")
     if args.wait_quiet:
         deadline = time.monotonic() + args.wait_quiet
         while os.getloadavg()[0] >= 1.0 and time.monotonic() < deadline:
@@ -378,6 +496,11 @@ def main() -> None:
             variant_rows[title] = throughput(site, tokens, workers=args.workers, threads=args.threads,
                                              seconds=args.duration, env=extra,
                                              connections=[int(c) for c in args.connections.split(",")])
+    streams_row = None
+    if stream_tokens:
+        _common.print_header(f"1e. Posting with {len(stream_tokens)} idle event streams open")
+        streams_row = throughput_with_streams(site, tokens, stream_tokens, workers=args.workers, seconds=args.duration,
+                                              connections=int(args.connections.split(",")[1 if "," in args.connections else 0]))
     _common.print_header("2. Customer message → bot reply on the event stream (offline responder, one at a time)")
     latency = reply_latency(site, replies=args.replies, workers=args.workers, threads=args.threads) \
         if args.replies else {"p95_s": None}
@@ -396,6 +519,10 @@ def main() -> None:
         print(f"  variant {title[4:]}: best within p95 ≤ {POST_TARGET_P95_MS:.0f} ms: "
               + (f"{vbest['rps']:.0f} req/s ({vbest['connections']} connections)" if vbest else "none")
               + f"; most {top['rps']:.0f} req/s at p95 {top['p95_us'] / 1000:.1f} ms")
+    if streams_row is not None:
+        print(f"  with {len(stream_tokens)} idle streams open: {streams_row['rps']:.0f} req/s at p95 "
+              f"{streams_row['p95_us'] / 1000:.1f} ms; PostgreSQL backends {streams_row['backends_idle']} idle / "
+              f"{streams_row['backends_during']} posting")
     if latency["p95_s"] is not None:
         ok = latency["p95_s"] <= REPLY_TARGET_P95_S and not latency["missing"]
         print(f"  message → bot reply visible: p95 {latency['p95_s']:.3f} s — target ≤ {REPLY_TARGET_P95_S} s "

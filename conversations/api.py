@@ -650,9 +650,9 @@ class StreamView(_Refusals, APIView):
 
 
 def _events(conversation: WidgetConversation, after: int) -> Iterator[bytes]:
-    """The stream's events. It reads the database only when conversations.live says its ticket or conversation
-    changed (and gives its database connection back while it waits), or every ``WIDGET_STREAM_POLL_SECONDS`` while
-    the listener is down; a keepalive comment every ``KEEPALIVE_SECONDS`` notices a closed connection."""
+    """The stream's events. It reads the database when conversations.live says its ticket or conversation changed,
+    and otherwise once per ``KEEPALIVE_SECONDS`` (``WIDGET_STREAM_POLL_SECONDS`` while the listener is down), giving
+    its database connection back while it waits; the keepalive comment also notices a closed connection."""
     from django.db import connection
 
     from conversations.live import conversation_key, ticket_key
@@ -664,34 +664,32 @@ def _events(conversation: WidgetConversation, after: int) -> Iterator[bytes]:
     deadline = time.monotonic() + settings.WIDGET_STREAM_SECONDS
     last_sent = time.monotonic()
     with live_hub.watch(conversation_key(conversation.pk)) as watch:
-        changed = True
         while True:
-            if changed:
-                if conversation.ticket_id is not None:
-                    watch.add(ticket_key(conversation.ticket_id))  # before the read: no change can slip between
+            if conversation.ticket_id is not None:
+                watch.add(ticket_key(conversation.ticket_id))  # before the read: no change can slip between
+            current = selectors.stream_probe(conversation)
+            if current is None:
+                return
+            if conversation.ticket_id is None and current[0] is not None:
+                conversation = _reload(conversation.pk)  # the first message created the ticket: watch it now
+                assert conversation.ticket_id is not None  # the probe just read it
+                watch.add(ticket_key(conversation.ticket_id))
                 current = selectors.stream_probe(conversation)
                 if current is None:
                     return
-                if conversation.ticket_id is None and current[0] is not None:
-                    conversation = _reload(conversation.pk)  # the first message created the ticket: watch it now
-                    assert conversation.ticket_id is not None  # the probe just read it
-                    watch.add(ticket_key(conversation.ticket_id))
-                    current = selectors.stream_probe(conversation)
-                    if current is None:
-                        return
-                if current != probe:
-                    probe = current
-                    conversation = _reload(conversation.pk)
-                    for m in selectors.widget_messages(conversation, after=after):
-                        after = m.turn_index
-                        yield _sse("message", message_dict(m), after)
-                        last_sent = time.monotonic()
-                    state = selectors.widget_state(conversation, timezone.now())
-                    key = _state_key(state)
-                    if key != last_state:
-                        last_state = key
-                        yield _sse("state", state)
-                        last_sent = time.monotonic()
+            if current != probe:
+                probe = current
+                conversation = _reload(conversation.pk)
+                for m in selectors.widget_messages(conversation, after=after):
+                    after = m.turn_index
+                    yield _sse("message", message_dict(m), after)
+                    last_sent = time.monotonic()
+                state = selectors.widget_state(conversation, timezone.now())
+                key = _state_key(state)
+                if key != last_state:
+                    last_state = key
+                    yield _sse("state", state)
+                    last_sent = time.monotonic()
             now = time.monotonic()
             if now >= deadline:
                 yield _sse("end", {"after": after})
@@ -700,10 +698,11 @@ def _events(conversation: WidgetConversation, after: int) -> Iterator[bytes]:
                 yield b": keepalive\n\n"
                 last_sent = now
             if live_hub.listening.is_set() and not connection.in_atomic_block:
-                connection.close()  # an idle stream holds no database connection; the next read opens one
+                connection.close()  # an idle stream holds no database connection (back to the pool); the next read takes one
             wait = min(KEEPALIVE_SECONDS - (now - last_sent), deadline - now)
-            changed = watch.wait(max(wait, 0.0), fallback=settings.WIDGET_STREAM_POLL_SECONDS) or \
-                not live_hub.listening.is_set()
+            # a notification, or the keepalive / poll interval: read again either way, so a lost notification
+            # (a pooler that drops LISTEN) costs at most KEEPALIVE_SECONDS, never a stuck stream
+            watch.wait(max(wait, 0.0), fallback=settings.WIDGET_STREAM_POLL_SECONDS)
 
 
 def _state_key(state: dict[str, Any]) -> tuple:

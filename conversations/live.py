@@ -8,8 +8,9 @@ them when the writing transaction commits. Every service that changes what the w
 One listener thread per process holds one database connection and wakes exactly the streams waiting on that key. An
 open stream therefore costs no query and no database connection while nothing happens; before, each one read its
 ticket's row every ``WIDGET_STREAM_POLL_SECONDS`` over its own connection. When the listener has no connection
-(PostgreSQL restarting), :meth:`Hub.wait` returns after the caller's fallback interval, so the callers go back to
-polling until it is listening again.
+(PostgreSQL restarting), or with ``WIDGET_NOTIFY_LISTEN=false`` (a deployment that reaches PostgreSQL only through a
+transaction-mode pooler, where LISTEN cannot work), :meth:`Watch.wait` returns after the caller's fallback interval,
+so the callers poll.
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ class Hub:
         return Watch(self, keys)
 
     def _ensure_started(self) -> None:
+        from django.conf import settings
+
+        if not settings.WIDGET_NOTIFY_LISTEN:  # e.g. only a transaction-mode pooler is reachable: waiters poll
+            return
         with self.lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="sdrbot-widget-listener", daemon=True)

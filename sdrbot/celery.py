@@ -6,7 +6,8 @@ Database connections: Celery's Django fixup closes every connection before and a
 ``CELERY_DB_REUSE_MAX`` is set — a new PostgreSQL backend per draft, about 8 ms of the claim and 4 ms of CPU
 (docs/benchmarks.md). The settings set it high, and the handlers below apply Django's own rule around every task
 instead, as a request does: ``close_old_connections`` drops a connection older than ``CONN_MAX_AGE`` or unusable
-(``CONN_HEALTH_CHECKS``), so a restarted database costs one reconnect, not a failed draft."""
+(``CONN_HEALTH_CHECKS``), so a restarted database costs one reconnect, not a failed draft. With the connection pool
+(``DB_POOL_MAX_SIZE``, the default) closing gives the connection back to the process's pool, which keeps it open."""
 
 from __future__ import annotations
 

@@ -85,6 +85,14 @@ DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if not DATABASES["default"].get("HOST") and "host" in DATABASES["default"].get("OPTIONS", {}):
     DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+# DB_POOL_MAX_SIZE > 0: each process shares a psycopg pool of at most this many connections among its threads (Django's
+# native pool; persistent per-thread connections are then off). Widget event streams hold a gunicorn thread each, so a
+# server sized for many open chats has many threads: without a pool every thread keeps its own PostgreSQL connection.
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=12)
+if DB_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1, "max_size": DB_POOL_MAX_SIZE, "timeout": env.float("DB_POOL_TIMEOUT", default=10.0)}
 # a `SELECT 1` before the first query of every request on a reused connection (docs/benchmarks.md: about a tenth of a
 # widget post's time); turn off where connections are known to stay up
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=True)
@@ -248,7 +256,9 @@ WIDGET_THROTTLE_CONVERSATION = env.str("WIDGET_THROTTLE_CONVERSATION", default="
 WIDGET_MAX_MESSAGE_CHARS = env.int("WIDGET_MAX_MESSAGE_CHARS", default=4000)
 WIDGET_MAX_REQUEST_BYTES = env.int("WIDGET_MAX_REQUEST_BYTES", default=16384)
 WIDGET_STREAM_SECONDS = env.float("WIDGET_STREAM_SECONDS", default=25.0)  # then the client reconnects
-WIDGET_STREAM_POLL_SECONDS = env.float("WIDGET_STREAM_POLL_SECONDS", default=0.25)
+WIDGET_STREAM_POLL_SECONDS = env.float("WIDGET_STREAM_POLL_SECONDS", default=0.25)  # only without the listener
+# streams and long polls wake on PostgreSQL NOTIFY (conversations/live.py); false where LISTEN cannot reach PostgreSQL
+WIDGET_NOTIFY_LISTEN = env.bool("WIDGET_NOTIFY_LISTEN", default=True)
 WIDGET_STREAM_TOKEN_SECONDS = env.int("WIDGET_STREAM_TOKEN_SECONDS", default=60)
 WIDGET_LONGPOLL_MAX_SECONDS = env.float("WIDGET_LONGPOLL_MAX_SECONDS", default=25.0)
 WIDGET_EXPECTED_REPLY_MINUTES = env.int("WIDGET_EXPECTED_REPLY_MINUTES", default=60)
