@@ -436,6 +436,8 @@ def reply_latency(site, *, replies: int, workers: int, threads: int) -> dict:
                     continue
                 if i >= 3:
                     times.append(arrived[0] - sent)
+                    if times[-1] > 2.0:
+                        print(f"  slow reply: conversation {i}, {times[-1]:.3f} s")
     finally:
         server.stop()
         worker.terminate()

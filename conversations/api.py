@@ -44,6 +44,7 @@ from conversations.models import Category, Message, SiteKey, WidgetConversation
 
 STREAM_SALT = "sdrbot.widget.stream"
 KEEPALIVE_SECONDS = 10.0
+LIVENESS_SECONDS = 1.0  # an event stream writes at least this often, to notice a widget that went away
 
 
 # ---------------------------------------------------------------------------------------------------- errors
@@ -651,8 +652,10 @@ class StreamView(_Refusals, APIView):
 
 def _events(conversation: WidgetConversation, after: int) -> Iterator[bytes]:
     """The stream's events. It reads the database when conversations.live says its ticket or conversation changed,
-    and otherwise once per ``KEEPALIVE_SECONDS`` (``WIDGET_STREAM_POLL_SECONDS`` while the listener is down), giving
-    its database connection back while it waits; the keepalive comment also notices a closed connection."""
+    and otherwise once per ``KEEPALIVE_SECONDS`` (every ``WIDGET_STREAM_POLL_SECONDS`` while the listener is down),
+    giving its database connection back while it waits. Every ``LIVENESS_SECONDS`` it writes an empty line (ignored by
+    EventSource): writing is how a server thread learns that the widget went away, and a gone stream must give its
+    thread back at once, not at the next keepalive."""
     from django.db import connection
 
     from conversations.live import conversation_key, ticket_key
@@ -664,32 +667,37 @@ def _events(conversation: WidgetConversation, after: int) -> Iterator[bytes]:
     deadline = time.monotonic() + settings.WIDGET_STREAM_SECONDS
     last_sent = time.monotonic()
     with live_hub.watch(conversation_key(conversation.pk)) as watch:
+        read = True
         while True:
-            if conversation.ticket_id is not None:
-                watch.add(ticket_key(conversation.ticket_id))  # before the read: no change can slip between
-            current = selectors.stream_probe(conversation)
-            if current is None:
-                return
-            if conversation.ticket_id is None and current[0] is not None:
-                conversation = _reload(conversation.pk)  # the first message created the ticket: watch it now
-                assert conversation.ticket_id is not None  # the probe just read it
-                watch.add(ticket_key(conversation.ticket_id))
+            if read:
+                last_read = time.monotonic()
+                if conversation.ticket_id is not None:
+                    watch.add(ticket_key(conversation.ticket_id))  # before the read: no change can slip between
                 current = selectors.stream_probe(conversation)
                 if current is None:
                     return
-            if current != probe:
-                probe = current
-                conversation = _reload(conversation.pk)
-                for m in selectors.widget_messages(conversation, after=after):
-                    after = m.turn_index
-                    yield _sse("message", message_dict(m), after)
-                    last_sent = time.monotonic()
-                state = selectors.widget_state(conversation, timezone.now())
-                key = _state_key(state)
-                if key != last_state:
-                    last_state = key
-                    yield _sse("state", state)
-                    last_sent = time.monotonic()
+                if conversation.ticket_id is None and current[0] is not None:
+                    conversation = _reload(conversation.pk)  # the first message created the ticket: watch it now
+                    assert conversation.ticket_id is not None  # the probe just read it
+                    watch.add(ticket_key(conversation.ticket_id))
+                    current = selectors.stream_probe(conversation)
+                    if current is None:
+                        return
+                if current != probe:
+                    probe = current
+                    conversation = _reload(conversation.pk)
+                    for m in selectors.widget_messages(conversation, after=after):
+                        after = m.turn_index
+                        yield _sse("message", message_dict(m), after)
+                        last_sent = time.monotonic()
+                    state = selectors.widget_state(conversation, timezone.now())
+                    key = _state_key(state)
+                    if key != last_state:
+                        last_state = key
+                        yield _sse("state", state)
+                        last_sent = time.monotonic()
+                if live_hub.listening.is_set() and not connection.in_atomic_block:
+                    connection.close()  # an idle stream holds no database connection (back to the pool)
             now = time.monotonic()
             if now >= deadline:
                 yield _sse("end", {"after": after})
@@ -697,12 +705,12 @@ def _events(conversation: WidgetConversation, after: int) -> Iterator[bytes]:
             if now - last_sent >= KEEPALIVE_SECONDS:
                 yield b": keepalive\n\n"
                 last_sent = now
-            if live_hub.listening.is_set() and not connection.in_atomic_block:
-                connection.close()  # an idle stream holds no database connection (back to the pool); the next read takes one
-            wait = min(KEEPALIVE_SECONDS - (now - last_sent), deadline - now)
-            # a notification, or the keepalive / poll interval: read again either way, so a lost notification
-            # (a pooler that drops LISTEN) costs at most KEEPALIVE_SECONDS, never a stuck stream
-            watch.wait(max(wait, 0.0), fallback=settings.WIDGET_STREAM_POLL_SECONDS)
+            else:
+                yield b"\n"
+            notified = watch.wait(max(min(LIVENESS_SECONDS, deadline - now), 0.0),
+                                  fallback=settings.WIDGET_STREAM_POLL_SECONDS)
+            # a lost notification (a pooler that drops LISTEN) costs at most KEEPALIVE_SECONDS, never a stuck stream
+            read = notified or not live_hub.listening.is_set() or time.monotonic() - last_read >= KEEPALIVE_SECONDS
 
 
 def _state_key(state: dict[str, Any]) -> tuple:
