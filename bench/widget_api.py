@@ -371,8 +371,12 @@ def throughput_with_streams(site, tokens: list[str], stream_tokens: list[str], *
                 backends_idle = postgres_backends()
                 run_wrk(wrk, server.url, site.key, token_file, lua, connections, 5)
                 cpu_before = server.cpu_seconds()
+                self_before = resource.getrusage(resource.RUSAGE_SELF)
                 r = run_wrk(wrk, server.url, site.key, token_file, lua, connections, seconds)
                 r["gunicorn_cpu_s"] = server.cpu_seconds() - cpu_before
+                self_after = resource.getrusage(resource.RUSAGE_SELF)
+                r["client_cores"] = ((self_after.ru_utime - self_before.ru_utime)
+                                     + (self_after.ru_stime - self_before.ru_stime)) / seconds
                 r["backends_during"] = postgres_backends()
                 r["streams_open_at_end"], r["stream_errors"] = streams.open_now, streams.errors
                 r["streams_opened"], r["backends_idle"], r["threads"] = opened, backends_idle, threads
@@ -383,7 +387,8 @@ def throughput_with_streams(site, tokens: list[str], stream_tokens: list[str], *
     print(f"  {len(stream_tokens)} idle streams (open: {r['streams_opened']} before, {r['streams_open_at_end']} at the end; "
           f"stream errors {r['stream_errors']}), gunicorn {workers}x{threads}, {connections} posting connections: "
           f"{r['rps']:.0f} req/s, p50 {r['p50_us'] / 1000:.1f} ms, p95 {r['p95_us'] / 1000:.1f} ms, "
-          f"p99 {r['p99_us'] / 1000:.1f} ms, non-2xx {r['non2xx']}, errors {r['errors']}; gunicorn CPU "
+          f"p99 {r['p99_us'] / 1000:.1f} ms, non-2xx {r['non2xx']}, errors {r['errors']}; the streams' client (this "
+          f"process) used {r['client_cores']:.2f} core; gunicorn CPU "
           f"{r['gunicorn_cpu_s'] / max(r['requests'], 1) * 1000:.1f} ms per request; PostgreSQL backends on the bench "
           f"database: {r['backends_idle']} with the streams idle, {r['backends_during']} while posting")
     return r
