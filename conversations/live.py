@@ -6,8 +6,8 @@ them when the writing transaction commits. Every service that changes what the w
 (``updated_at``), so no writer has to remember to publish anything.
 
 One listener thread per process holds one database connection and wakes exactly the streams waiting on that key. An
-open stream therefore costs no query and no database connection while nothing happens; before, each one read its
-ticket's row every ``WIDGET_STREAM_POLL_SECONDS`` over its own connection. When the listener has no connection
+open stream therefore holds no database connection while nothing happens and reads once per keepalive (10 s) as a
+safety net; before, each one read its ticket's row every ``WIDGET_STREAM_POLL_SECONDS`` over its own connection. When the listener has no connection
 (PostgreSQL restarting), or with ``WIDGET_NOTIFY_LISTEN=false`` (a deployment that reaches PostgreSQL only through a
 transaction-mode pooler, where LISTEN cannot work), :meth:`Watch.wait` returns after the caller's fallback interval,
 so the callers poll.
