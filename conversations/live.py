@@ -33,6 +33,18 @@ def conversation_key(conversation_id: int) -> str:
     return f"c:{conversation_id}"
 
 
+def listen_connect():
+    """A plain autocommit psycopg connection to the ``default`` database (Django's cursor and adapter settings
+    left out), for ``LISTEN``."""
+    import psycopg
+    from django.db import connections
+
+    params = connections["default"].get_connection_params()
+    for django_only in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(django_only, None)
+    return psycopg.connect(**params, autocommit=True)
+
+
 class Watch:
     """What one waiter watches: set when a notification for any of its keys arrives (see :meth:`Hub.watch`)."""
 
@@ -113,14 +125,7 @@ class Hub:
                 self._thread.start()
 
     def _connect(self):
-        import psycopg
-        from django.db import connections
-
-        params = connections["default"].get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        params.pop("prepare_threshold", None)
-        conn = psycopg.connect(**params, autocommit=True)
+        conn = listen_connect()
         conn.execute(f"LISTEN {CHANNEL}")
         return conn
 

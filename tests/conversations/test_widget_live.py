@@ -7,11 +7,10 @@ import json
 import threading
 import time
 
-import psycopg
 import pytest
 from django.db import connection
 
-from conversations.live import CHANNEL
+from conversations.live import CHANNEL, listen_connect
 from conversations.models import Ticket
 from conversations.services import message_receive, site_key_create, widget_conversation_start, widget_message_post
 from tests.conversations.test_widget_api import ORIGIN, call, start
@@ -25,10 +24,7 @@ def site():
 
 
 def test_only_widget_tickets_and_conversations_notify(site) -> None:
-    params = connection.get_connection_params()
-    for k in ("cursor_factory", "context", "prepare_threshold"):
-        params.pop(k, None)
-    with psycopg.connect(**params, autocommit=True) as listener:
+    with listen_connect() as listener:
         listener.execute(f"LISTEN {CHANNEL}")
         email = message_receive(body="hello", channel="email", customer_email="c@example.com")
         conversation, _token = widget_conversation_start(site_key=site)
@@ -76,15 +72,16 @@ def test_stream_gets_a_new_message_at_once_without_polling(client, site, setting
     assert message["role"] == "customer" and message["cursor"] == 1
 
 
-def test_long_poll_returns_when_a_message_arrives(client, site, settings) -> None:
-    settings.WIDGET_STREAM_POLL_SECONDS = 30.0
+def _long_poll_while_posting(client, site, body: str) -> tuple[list[str], float]:
+    """Start a conversation, post ``body`` to its ticket from another thread 0.5 s later, and long-poll (as the widget
+    does, asking again after a state-change return) until a new message arrives: (bodies, seconds taken)."""
     data = start(client, site, body={"message": "hi"})
     ticket = Ticket.objects.get(widget__pk=data["conversation_id"])
 
     def later() -> None:
         time.sleep(0.5)
         try:
-            message_receive(body="a second line", channel="widget", ticket=Ticket(pk=ticket.pk))
+            message_receive(body=body, channel="widget", ticket=Ticket(pk=ticket.pk))
         finally:
             connection.close()
 
@@ -93,11 +90,17 @@ def test_long_poll_returns_when_a_message_arrives(client, site, settings) -> Non
     t0 = time.monotonic()
     bodies: list[str] = []
     while not bodies and time.monotonic() - t0 < 10:
-        # a long poll also returns on a state change (a worker drafting the first message): ask again, as the widget
+        # a long poll also returns on a state change (a worker drafting the first message): ask again
         r = call(client, "GET", "conversation/messages?after=0&wait=20", site, token=data["token"])
         bodies = [m["body"] for m in r.json()["messages"]]
     poster.join(10)
-    assert time.monotonic() - t0 < 3.0
+    return bodies, time.monotonic() - t0
+
+
+def test_long_poll_returns_when_a_message_arrives(client, site, settings) -> None:
+    settings.WIDGET_STREAM_POLL_SECONDS = 30.0
+    bodies, seconds = _long_poll_while_posting(client, site, "a second line")
+    assert seconds < 3.0
     assert bodies == ["a second line"]
 
 
@@ -107,23 +110,6 @@ def test_without_the_listener_long_polls_fall_back_to_polling(client, site, sett
     hub.stop()
     settings.WIDGET_NOTIFY_LISTEN = False  # PostgreSQL reached only through a transaction-mode pooler
     settings.WIDGET_STREAM_POLL_SECONDS = 0.1
-    data = start(client, site, body={"message": "hi"})
-    ticket = Ticket.objects.get(widget__pk=data["conversation_id"])
-
-    def later() -> None:
-        time.sleep(0.5)
-        try:
-            message_receive(body="polled, not notified", channel="widget", ticket=Ticket(pk=ticket.pk))
-        finally:
-            connection.close()
-
-    poster = threading.Thread(target=later, daemon=True)
-    poster.start()
-    t0 = time.monotonic()
-    bodies: list[str] = []
-    while not bodies and time.monotonic() - t0 < 10:
-        r = call(client, "GET", "conversation/messages?after=0&wait=20", site, token=data["token"])
-        bodies = [m["body"] for m in r.json()["messages"]]
-    poster.join(10)
-    assert time.monotonic() - t0 < 3.0 and not hub.listening.is_set()
+    bodies, seconds = _long_poll_while_posting(client, site, "polled, not notified")
+    assert seconds < 3.0 and not hub.listening.is_set()
     assert bodies == ["polled, not notified"]
