@@ -140,3 +140,14 @@ def recording_server() -> Iterator[Callable[..., RecordingServer]]:
     yield make
     for s in servers:
         s.close()
+
+
+def wait_for(predicate, timeout: float = 60.0):
+    """Poll ``predicate`` every 0.2 s until it returns something truthy (returned); AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting")
